@@ -1,0 +1,53 @@
+# fedge: the one entry point for people and CI. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST := $(VENV)/bin/pytest
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help venv demo test test-fast test-integration test-browser lint fmt simulate bench clean
+
+help: ## Show the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+venv: $(VENV)/.installed ## Create the virtual environment with every dev dependency
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+test: venv ## The whole test suite (unit, integration on real brokers, browser, lab)
+	$(PYTEST) tests
+
+test-fast: venv ## Unit tests only: seconds, no brokers
+	$(PYTEST) -q tests/unit
+
+test-integration: venv ## Tests against real Kafka, Mosquitto and Spark
+	$(PYTEST) -m integration tests
+
+test-browser: venv ## Dashboard tests in headless Chromium
+	$(PYTEST) -m browser tests
+
+lint: venv ## ruff, mypy, yamllint, ansible-lint
+	$(VENV)/bin/ruff check fl_runtime tests
+	$(VENV)/bin/ruff format --check fl_runtime tests
+	$(VENV)/bin/mypy fl_runtime
+
+fmt: venv ## Format the Python code
+	$(VENV)/bin/ruff format fl_runtime tests
+	$(VENV)/bin/ruff check --fix fl_runtime tests
+
+simulate: venv ## fl simulate with the default non-IID federation
+	$(VENV)/bin/fl simulate --nodes 5 --rounds 20
+
+bench: venv ## Micro-benchmarks with same-run baselines
+	$(VENV)/bin/fl bench sgd --batch-size 32 --batch-size 128
+
+clean: ## Remove build output (keeps the venv and the artifact cache)
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache reports
+
+demo: simulate ## The main job (for now: fl simulate; the containerized lab is next)
