@@ -1,0 +1,350 @@
+"""Aggregation strategies: pure functions first, small stateful classes after.
+
+Pure functions over ``(weights, n_samples)`` pairs (no I/O, no state)::
+
+    fedavg(updates)                 sum(n_k / n * w_k), in float64
+    coordinate_median(updates)      per-coordinate median (robust to a minority)
+    trimmed_mean(updates, ratio)    per-coordinate mean without the extremes
+    validate_weights(w, ...)        None, or the reason an update is unusable
+    staleness_weight(s)             FedBuff's down-weighting of stale updates
+
+Stateful aggregators over :class:`ClientUpdate`:
+
+* :class:`BatchAggregator`: a round every interval over the latest fresh update
+  of each node, with partial participation (``min_nodes``), a staleness limit
+  (``max_age_s``) and late arrivals kept for the next round.
+* :class:`FedBuffAggregator`: asynchronous buffered aggregation; every ``k``
+  updates the buffered deltas are averaged, each down-weighted by how many
+  global versions behind it was computed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fl_runtime.errors import ValidationError
+
+log = logging.getLogger(__name__)
+
+Update = tuple[np.ndarray, int]
+STRATEGIES = ("fedavg", "median", "trimmed-mean")
+
+
+# --------------------------------------------------------------------------- pure functions
+def _stack(updates: Sequence[Update]) -> tuple[np.ndarray, np.ndarray]:
+    if not updates:
+        raise ValueError("no updates to aggregate")
+    weights = np.stack([np.asarray(w, dtype=np.float64) for w, _ in updates])
+    counts = np.asarray([n for _, n in updates], dtype=np.float64)
+    if weights.ndim != 2:
+        raise ValueError("every update must be a 1-D weight vector")
+    if (counts <= 0).any():
+        raise ValueError("every update needs n_samples > 0")
+    return weights, counts
+
+
+def fedavg(updates: Sequence[Update]) -> np.ndarray:
+    """FedAvg: the average of the weights, each weighted by its share of samples."""
+    weights, counts = _stack(updates)
+    result: np.ndarray = (counts / counts.sum()) @ weights
+    return result
+
+
+def coordinate_median(updates: Sequence[Update]) -> np.ndarray:
+    """Per-coordinate median of the weights (sample counts are ignored on purpose:
+    a poisoned node could otherwise claim a huge n_k)."""
+    weights, _ = _stack(updates)
+    result: np.ndarray = np.median(weights, axis=0)
+    return result
+
+
+def trimmed_mean(updates: Sequence[Update], trim_ratio: float = 0.2) -> np.ndarray:
+    """Per-coordinate mean after dropping the ``trim_ratio`` lowest and highest values."""
+    if not 0.0 <= trim_ratio < 0.5:
+        raise ValueError("trim_ratio must be in [0, 0.5)")
+    weights, _ = _stack(updates)
+    k = math.floor(trim_ratio * weights.shape[0])
+    ordered = np.sort(weights, axis=0)
+    result: np.ndarray = ordered[k : weights.shape[0] - k].mean(axis=0)
+    return result
+
+
+def aggregate(name: str, updates: Sequence[Update], *, trim_ratio: float = 0.2) -> np.ndarray:
+    """Dispatch by strategy name (one of :data:`STRATEGIES`)."""
+    if name == "fedavg":
+        return fedavg(updates)
+    if name == "median":
+        return coordinate_median(updates)
+    if name == "trimmed-mean":
+        return trimmed_mean(updates, trim_ratio)
+    raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+
+
+def validate_weights(weights: np.ndarray, *, dim: int, max_norm: float) -> ValidationError | None:
+    """The reason ``weights`` cannot be aggregated, or None when they can."""
+    w = np.asarray(weights)
+    if w.ndim != 1 or w.shape[0] != dim:
+        return ValidationError(
+            "wrong-dimension", f"weights have shape {w.shape}, expected ({dim},)"
+        )
+    if not np.isfinite(w).all():
+        bad = "NaN" if np.isnan(w).any() else "inf"
+        return ValidationError("not-finite", f"weights contain {bad}")
+    norm = float(np.linalg.norm(w))
+    if norm > max_norm:
+        return ValidationError("absurd-norm", f"weight norm {norm:.3g} exceeds {max_norm:.3g}")
+    return None
+
+
+def staleness_weight(versions_behind: int, exponent: float = 0.5) -> float:
+    """FedBuff's polynomial discount: ``(1 + s) ** -exponent``; 1.0 for a fresh update."""
+    if versions_behind < 0:
+        raise ValueError("versions_behind must be >= 0")
+    return float((1.0 + versions_behind) ** -exponent)
+
+
+# --------------------------------------------------------------------------- stateful aggregators
+@dataclass(frozen=True)
+class ClientUpdate:
+    """One node's update as the aggregator sees it (decoded, not yet trusted)."""
+
+    node_id: str
+    weights: np.ndarray
+    n_samples: int
+    base_version: int
+    timestamp: float
+    update_id: str = ""
+    local_loss: float | None = None
+    evaluation: object | None = None  # fl_runtime.model.Confusion-like counts, opaque here
+    feature_stats: object | None = None  # fl_runtime.scaling.FeatureStats, opaque here
+
+
+@dataclass(frozen=True)
+class Rejection:
+    node_id: str
+    reason: str
+    detail: str
+    update_id: str = ""
+
+
+@dataclass(frozen=True)
+class Participation:
+    update: ClientUpdate
+    staleness_s: float
+    staleness_versions: int
+
+
+@dataclass(frozen=True)
+class RoundOutcome:
+    """What a round produced: the new weights and who did (not) take part."""
+
+    weights: np.ndarray
+    version: int
+    participants: list[Participation]
+    discarded: list[Rejection] = field(default_factory=list)
+
+    @property
+    def n_total(self) -> int:
+        return sum(p.update.n_samples for p in self.participants)
+
+
+class _Base:
+    def __init__(
+        self, *, dim: int, max_norm: float, initial: np.ndarray | None, version: int
+    ) -> None:
+        self.dim = dim
+        self.max_norm = max_norm
+        self.version = version
+        self.weights = np.zeros(dim) if initial is None else np.asarray(initial, dtype=np.float64)
+        self._rejected: list[Rejection] = []
+
+    def _reject(self, update: ClientUpdate, reason: str, detail: str) -> Rejection:
+        rejection = Rejection(update.node_id, reason, detail, update.update_id)
+        log.warning(
+            "discarding update %s from node %s: %s: %s",
+            update.update_id,
+            update.node_id,
+            reason,
+            detail,
+        )
+        self._rejected.append(rejection)
+        return rejection
+
+    def _admit(self, update: ClientUpdate) -> Rejection | None:
+        problem = validate_weights(update.weights, dim=self.dim, max_norm=self.max_norm)
+        if problem is not None:
+            return self._reject(update, problem.reason, problem.detail)
+        if update.n_samples <= 0:
+            return self._reject(update, "out-of-range", "n_samples must be > 0")
+        if update.base_version > self.version:
+            return self._reject(
+                update,
+                "future-version",
+                f"base_version {update.base_version} > current {self.version}",
+            )
+        return None
+
+    def _take_rejections(self) -> list[Rejection]:
+        taken, self._rejected = self._rejected, []
+        return taken
+
+
+class BatchAggregator(_Base):
+    """Synchronous rounds with partial participation, staleness and late arrivals.
+
+    ``submit`` keeps only the newest update per node (a later one replaces an
+    older one). ``aggregate(now)`` discards updates older than ``max_age_s``,
+    runs when at least ``min_nodes`` fresh updates remain, and consumes them. An
+    update that arrives after its round closed is simply in the buffer for the
+    next round ("late arrival"), where it counts with its version staleness.
+    """
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        min_nodes: int = 1,
+        max_age_s: float = 120.0,
+        strategy: str = "fedavg",
+        trim_ratio: float = 0.2,
+        max_norm: float = 1e4,
+        initial: np.ndarray | None = None,
+        version: int = 0,
+    ) -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}")
+        if min_nodes < 1:
+            raise ValueError("min_nodes must be >= 1")
+        super().__init__(dim=dim, max_norm=max_norm, initial=initial, version=version)
+        self.min_nodes = min_nodes
+        self.max_age_s = max_age_s
+        self.strategy = strategy
+        self.trim_ratio = trim_ratio
+        self.pending: dict[str, ClientUpdate] = {}
+
+    def submit(self, update: ClientUpdate) -> Rejection | None:
+        rejection = self._admit(update)
+        if rejection is not None:
+            return rejection
+        current = self.pending.get(update.node_id)
+        if current is not None and current.timestamp > update.timestamp:
+            return self._reject(
+                update, "superseded", f"node already has a newer update {current.update_id}"
+            )
+        self.pending[update.node_id] = update
+        return None
+
+    def _expire(self, now: float) -> None:
+        for node_id, update in list(self.pending.items()):
+            age = now - update.timestamp
+            if age > self.max_age_s:
+                del self.pending[node_id]
+                self._reject(
+                    update, "stale", f"age {age:.1f} s > MAX_WEIGHT_AGE {self.max_age_s:g} s"
+                )
+
+    def fresh_count(self, now: float) -> int:
+        return sum(1 for u in self.pending.values() if now - u.timestamp <= self.max_age_s)
+
+    def ready(self, now: float) -> bool:
+        return self.fresh_count(now) >= self.min_nodes
+
+    def aggregate(self, now: float) -> RoundOutcome | None:
+        """Run a round if enough fresh updates are waiting, else None."""
+        self._expire(now)
+        if len(self.pending) < self.min_nodes:
+            return None
+        used = sorted(self.pending.values(), key=lambda u: u.node_id)
+        self.pending.clear()
+        self.weights = aggregate(
+            self.strategy, [(u.weights, u.n_samples) for u in used], trim_ratio=self.trim_ratio
+        )
+        self.version += 1
+        participants = [
+            Participation(u, max(now - u.timestamp, 0.0), self.version - 1 - u.base_version)
+            for u in used
+        ]
+        return RoundOutcome(
+            self.weights.copy(), self.version, participants, self._take_rejections()
+        )
+
+
+class FedBuffAggregator(_Base):
+    """Asynchronous buffered aggregation (FedBuff, Nguyen et al. 2022).
+
+    Each update is turned into a delta against the global model it started from
+    (kept in a short history). Every ``k`` buffered deltas the server applies
+    ``w += server_lr * sum(a_i * n_i * d_i) / sum(a_i * n_i)``, where
+    ``a_i = staleness_weight(versions behind)``. Updates more than
+    ``max_staleness`` versions behind, or older than ``max_age_s``, are discarded.
+    """
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        k: int = 2,
+        server_lr: float = 1.0,
+        max_staleness: int = 20,
+        max_age_s: float = math.inf,
+        staleness_exponent: float = 0.5,
+        max_norm: float = 1e4,
+        initial: np.ndarray | None = None,
+        version: int = 0,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if k < 1:
+            raise ValueError("k must be >= 1")
+        super().__init__(dim=dim, max_norm=max_norm, initial=initial, version=version)
+        self.k = k
+        self.server_lr = server_lr
+        self.max_staleness = max_staleness
+        self.max_age_s = max_age_s
+        self.exponent = staleness_exponent
+        self.history: dict[int, np.ndarray] = {version: self.weights.copy()}
+        self.buffer: list[tuple[ClientUpdate, np.ndarray, float]] = []
+
+    def submit(self, update: ClientUpdate, now: float) -> RoundOutcome | None:
+        """Buffer one update; returns the new global model when the buffer is full."""
+        if self._admit(update) is not None:
+            return None
+        behind = self.version - update.base_version
+        age = now - update.timestamp
+        if behind > self.max_staleness or update.base_version not in self.history:
+            self._reject(update, "stale", f"{behind} versions behind (limit {self.max_staleness})")
+            return None
+        if age > self.max_age_s:
+            self._reject(update, "stale", f"age {age:.1f} s > MAX_WEIGHT_AGE {self.max_age_s:g} s")
+            return None
+        delta = update.weights - self.history[update.base_version]
+        self.buffer.append((update, delta, age))
+        if len(self.buffer) < self.k:
+            return None
+        return self._flush()
+
+    def _flush(self) -> RoundOutcome:
+        scale = np.array(
+            [
+                staleness_weight(self.version - u.base_version, self.exponent) * u.n_samples
+                for u, _, _ in self.buffer
+            ]
+        )
+        deltas = np.stack([d for _, d, _ in self.buffer])
+        self.weights = self.weights + self.server_lr * (scale / scale.sum()) @ deltas
+        participants = [
+            Participation(u, max(age, 0.0), self.version - u.base_version)
+            for u, _, age in self.buffer
+        ]
+        self.buffer = []
+        self.version += 1
+        self.history[self.version] = self.weights.copy()
+        for old in [v for v in self.history if v < self.version - self.max_staleness]:
+            del self.history[old]
+        return RoundOutcome(
+            self.weights.copy(), self.version, participants, self._take_rejections()
+        )
