@@ -1,0 +1,142 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fl_runtime.agglog import read_log
+from fl_runtime.cli import main
+from fl_runtime.partition import dirichlet, iid, load_labelled
+from fl_runtime.simulation import compare, run_federated, simulator_partitions
+
+
+def test_run_federated_python_api() -> None:
+    rng = np.random.default_rng(0)
+    parts = []
+    for k in range(3):
+        x = rng.normal(loc=k * 0.2, size=(400, 4))
+        parts.append((x, (x[:, 0] + x[:, 1] > 0.5).astype(np.int8)))
+    result = run_federated(parts, rounds=5, seed=1)
+    assert len(result.history) == 5
+    assert [h.round for h in result.history] == [1, 2, 3, 4, 5]
+    assert all(h.participants == ["1", "2", "3"] for h in result.history)
+    proba = result.model.predict_proba(parts[0][0])
+    assert proba.shape == (400,) and ((proba >= 0) & (proba <= 1)).all()
+    assert result.history[-1].f1 is not None and result.history[-1].f1 > 0.8
+
+
+def test_partial_participation_samples_nodes() -> None:
+    result = run_federated(simulator_partitions(6, 300, 1), 6, participation=0.5, seed=2)
+    assert all(len(h.participants) == 3 for h in result.history)
+    assert len({tuple(h.participants) for h in result.history}) > 1
+
+
+@pytest.mark.parametrize("strategy", ["median", "trimmed-mean", "fedbuff"])
+def test_other_strategies_learn(strategy: str) -> None:
+    result = run_federated(simulator_partitions(5, 1500, 3), 15, strategy=strategy, seed=3)
+    assert len(result.history) == 15
+    assert result.history[-1].f1 is not None and result.history[-1].f1 > 0.7
+    if strategy == "fedbuff":
+        assert all(len(h.participants) == 2 for h in result.history)  # K = 5 // 2
+
+
+def test_simulate_json_meets_the_bar(tmp_path: Path) -> None:
+    out = CliRunner().invoke(
+        main,
+        [
+            "simulate",
+            "--nodes",
+            "5",
+            "--rounds",
+            "20",
+            "--json",
+            "--log",
+            str(tmp_path / "agg.jsonl"),
+        ],
+        env={"FL_CONFIG": str(tmp_path / "none.toml")},
+        catch_exceptions=False,
+    )
+    assert out.exit_code == 1, "a missing explicit config must be an error"
+    (tmp_path / "fl.toml").write_text("")
+    out = CliRunner().invoke(
+        main,
+        [
+            "simulate",
+            "--nodes",
+            "5",
+            "--rounds",
+            "20",
+            "--json",
+            "--log",
+            str(tmp_path / "agg.jsonl"),
+        ],
+        env={"FL_CONFIG": str(tmp_path / "fl.toml")},
+        catch_exceptions=False,
+    )
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.output)
+    final = doc["final"]
+    fed, central = final["federated"]["f1"], final["centralized"]["f1"]
+    assert fed >= 0.97 * central
+    assert final["local_only"]["best_f1"] < fed - 0.01
+    assert fed < 1.0 and central < 1.0
+    assert len(doc["rounds"]) == 20
+    assert [r.round for r in read_log(tmp_path / "agg.jsonl")] == list(range(1, 21))
+
+
+def test_user_data_csv_and_npz(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(900, 3))
+    y = (x[:, 0] - x[:, 2] > 0.3).astype(int)
+    np.savez(tmp_path / "d.npz", X=x, y=y)
+    csv = tmp_path / "d.csv"
+    csv.write_text(
+        "a,b,anomaly,c\n"
+        + "\n".join(f"{r[0]},{r[1]},{lab},{r[2]}" for r, lab in zip(x, y, strict=True))
+    )
+    assert np.allclose(load_labelled(csv)[0], x)
+    for path, partition in ((tmp_path / "d.npz", "iid"), (csv, "dirichlet")):
+        out = CliRunner().invoke(
+            main,
+            [
+                "simulate",
+                "--nodes",
+                "4",
+                "--rounds",
+                "5",
+                "--json",
+                "--data",
+                str(path),
+                "--partition",
+                partition,
+            ],
+            env={"FL_CONFIG": "/dev/null"},
+        )
+        assert out.exit_code == 0, out.output
+        assert json.loads(out.output)["final"]["federated"]["f1"] > 0.8
+
+
+def test_partitioners() -> None:
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(1000, 2)), (rng.random(1000) < 0.3).astype(np.int8)
+    parts = iid(x, y, 4, rng)
+    assert sum(len(p[1]) for p in parts) == 1000
+    skewed = dirichlet(x, y, 4, rng, alpha=0.1)
+    assert sum(len(p[1]) for p in skewed) == 1000 and all(len(p[1]) for p in skewed)
+    rates = [p[1].mean() for p in skewed]
+    assert max(rates) - min(rates) > 0.2  # label skew
+
+
+def test_bad_data_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,label\n1,2\n")
+    out = CliRunner().invoke(main, ["simulate", "--data", str(bad)], env={"FL_CONFIG": "/dev/null"})
+    assert out.exit_code == 1
+    assert "labels must be 0 or 1" in out.output
+
+
+def test_comparison_local_only_per_node() -> None:
+    result = compare(simulator_partitions(3, 800, 9), 5, seed=9)
+    assert set(result.local_only) == {"1", "2", "3"}
+    assert 0 < result.centralized["f1"] < 1
