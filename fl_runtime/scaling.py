@@ -74,3 +74,20 @@ class Scaler:
     def transform(self, x: np.ndarray) -> np.ndarray:
         result: np.ndarray = (x - self.mean) / self.std
         return result
+
+
+def to_raw(weights: np.ndarray, scaler: Scaler) -> np.ndarray:
+    """Weights for standardised features -> the same linear model on raw features.
+
+    ``w . (x - m) / s + b == (w / s) . x + (b - sum(w * m / s))``. Streaming nodes
+    publish raw-space weights, so averaging them is exact even while nodes still
+    standardise with slightly different scalers (averaging commutes with this
+    affine map when they share one)."""
+    coef = weights[:-1] / scaler.std
+    return np.append(coef, weights[-1] - float(coef @ scaler.mean))
+
+
+def from_raw(weights: np.ndarray, scaler: Scaler) -> np.ndarray:
+    """The inverse of :func:`to_raw`: raw-space weights -> standardised-space weights."""
+    coef = weights[:-1]
+    return np.append(coef * scaler.std, weights[-1] + float(coef @ scaler.mean))
