@@ -1,0 +1,346 @@
+"""The cloud aggregator service: weight updates in, global models out.
+
+Batch mode runs a round every ``AGGREGATION_INTERVAL_SECONDS`` over the latest
+valid, fresh update of each node (``BatchAggregator``); async mode runs FedBuff
+(``FedBuffAggregator``). Each global model goes to the compacted ``global-model``
+topic and each round to the aggregation log. On start the service reads the
+latest global model back, so a restarted aggregator continues from that version.
+A node joins by simply publishing updates: nothing here lists the nodes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from prometheus_client import Counter, Gauge
+
+from fl_runtime import deadletter
+from fl_runtime.agglog import AggregationLog, Discarded, Participant, RoundRecord
+from fl_runtime.config import Config
+from fl_runtime.errors import ValidationError
+from fl_runtime.evaluation import GlobalMetrics, global_metrics
+from fl_runtime.features import WEIGHT_DIM
+from fl_runtime.messages import (
+    GlobalModel,
+    WeightUpdate,
+    decode_global,
+    decode_update,
+    encode_global,
+)
+from fl_runtime.model import Confusion
+from fl_runtime.scaling import FeatureStats, Scaler, merge_all
+from fl_runtime.service import Shutdown, event, kafka_consumer_conf, kafka_producer_conf
+from fl_runtime.strategy import BatchAggregator, ClientUpdate, FedBuffAggregator, RoundOutcome
+
+log = logging.getLogger("fl_runtime.aggregator")
+GLOBAL_KEY = b"global"
+
+UPDATES = Counter("fl_aggregator_updates_total", "Weight updates received", ["node", "result"])
+ROUNDS = Counter("fl_aggregator_rounds_total", "Aggregation rounds completed")
+DEAD = Counter("fl_aggregator_dead_letter_total", "Rejected update payloads", ["reason"])
+VERSION = Gauge("fl_aggregator_global_version", "Version of the latest global model")
+PARTICIPANTS = Gauge("fl_aggregator_round_participants", "Nodes in the latest round")
+
+
+def load_latest_global(cfg: Config, timeout_s: float = 10.0) -> GlobalModel | None:
+    """Read the compacted global-model topic to its end; return the newest model."""
+    consumer = Consumer(kafka_consumer_conf(cfg, f"fl-global-reader-{time.time_ns()}"))
+    try:
+        topic = cfg.global_model_topic
+        meta = consumer.list_topics(topic, timeout=timeout_s)
+        if topic not in meta.topics or meta.topics[topic].error is not None:
+            return None
+        parts = list(meta.topics[topic].partitions)
+        latest: GlobalModel | None = None
+        for p in parts:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+            if high <= low:
+                continue
+            consumer.assign([TopicPartition(topic, p, low)])
+            deadline = time.monotonic() + timeout_s
+            position = low
+            while position < high and time.monotonic() < deadline:
+                msg = consumer.poll(0.5)
+                if msg is None or msg.error():
+                    continue
+                position = (msg.offset() or 0) + 1
+                try:
+                    model = decode_global(msg.value() or b"")
+                except ValidationError as exc:
+                    log.warning(
+                        "ignoring an invalid global model at offset %s: %s", msg.offset(), exc
+                    )
+                    continue
+                if latest is None or model.version > latest.version:
+                    latest = model
+        return latest
+    finally:
+        consumer.close()
+
+
+@dataclass
+class AggregatorState:
+    """Everything the service keeps between rounds besides the strategy object."""
+
+    round: int = 0
+    stats: dict[str, FeatureStats] = field(default_factory=dict)
+    evals: dict[str, Confusion] = field(default_factory=dict)
+    eval_versions: dict[str, int] = field(default_factory=dict)
+    local_loss: dict[str, float | None] = field(default_factory=dict)
+
+
+class AggregatorService:
+    def __init__(
+        self, cfg: Config, *, mode: str | None = None, shutdown: Shutdown | None = None
+    ) -> None:
+        self.cfg = cfg
+        self.mode = mode or cfg.aggregation_mode
+        self.shutdown = shutdown or Shutdown()
+        self.log = AggregationLog(cfg.aggregation_log)
+        self.state = AggregatorState()
+        self.producer = Producer(kafka_producer_conf(cfg, "fl-aggregator", **{"linger.ms": 0}))
+        self.consumer = Consumer(kafka_consumer_conf(cfg, "fl-aggregator"))
+        self.strategy_name = "fedbuff" if self.mode == "async" else cfg.aggregation_strategy
+        self.batch: BatchAggregator | None = None
+        self.fedbuff: FedBuffAggregator | None = None
+
+    # ------------------------------------------------------------------ start-up
+    def _resume(self) -> None:
+        latest = load_latest_global(self.cfg)
+        last = self.log.last()
+        initial = latest.weights_array() if latest else None
+        version = latest.version if latest else 0
+        self.state.round = max(last.round if last else 0, latest.round if latest else 0)
+        if latest:
+            event(
+                log,
+                "resuming from the latest global model",
+                version=version,
+                round=self.state.round,
+            )
+        if self.mode == "async":
+            self.fedbuff = FedBuffAggregator(
+                dim=WEIGHT_DIM,
+                k=self.cfg.fedbuff_k,
+                server_lr=self.cfg.fedbuff_server_lr,
+                max_staleness=self.cfg.max_staleness_versions,
+                max_age_s=self.cfg.max_weight_age,
+                max_norm=self.cfg.max_update_norm,
+                initial=initial,
+                version=version,
+            )
+        else:
+            self.batch = BatchAggregator(
+                dim=WEIGHT_DIM,
+                min_nodes=self.cfg.min_nodes_for_aggregation,
+                max_age_s=self.cfg.max_weight_age,
+                strategy=self.cfg.aggregation_strategy,
+                trim_ratio=self.cfg.trim_ratio,
+                max_norm=self.cfg.max_update_norm,
+                initial=initial,
+                version=version,
+            )
+        VERSION.set(version)
+
+    # ------------------------------------------------------------------ main loop
+    def run(self) -> None:
+        self._resume()
+        self.consumer.subscribe([self.cfg.weights_topic])
+        next_round = time.monotonic() + self.cfg.aggregation_interval_seconds
+        event(
+            log,
+            "aggregator started",
+            mode=self.mode,
+            strategy=self.strategy_name,
+            min_nodes=self.cfg.min_nodes_for_aggregation,
+            max_weight_age=self.cfg.max_weight_age,
+        )
+        try:
+            while not self.shutdown.requested:
+                msg = self.consumer.poll(0.5)
+                if msg is not None:
+                    self._handle(msg)
+                if self.batch is not None and time.monotonic() >= next_round:
+                    next_round = time.monotonic() + self.cfg.aggregation_interval_seconds
+                    self._batch_round()
+                self.producer.poll(0)
+        finally:
+            self.producer.flush(10)
+            self.consumer.close()
+            event(log, "aggregator stopped", round=self.state.round)
+
+    def _handle(self, msg: Message) -> None:
+        err = msg.error()
+        if err is not None:
+            if err.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error: %s", err)
+            return
+        payload = msg.value() or b""
+        try:
+            update = decode_update(payload)
+        except ValidationError as exc:
+            self._dead_letter(payload, exc, msg.key())
+            return
+        self._remember(update)
+        client = ClientUpdate(
+            update.node_id,
+            update.weights_array(),
+            update.n_samples,
+            update.base_version,
+            update.timestamp,
+            update.update_id,
+            update.local_loss,
+        )
+        if self.fedbuff is not None:
+            outcome = self.fedbuff.submit(client, now=time.time())
+            UPDATES.labels(update.node_id, "accepted").inc()
+            if outcome is not None:
+                self._finish_round(outcome, started=time.time())
+        else:
+            assert self.batch is not None
+            rejection = self.batch.submit(client)
+            UPDATES.labels(update.node_id, rejection.reason if rejection else "accepted").inc()
+        self.consumer.commit(message=msg, asynchronous=True)
+
+    def _dead_letter(self, payload: bytes, exc: ValidationError, key: bytes | None) -> None:
+        DEAD.labels(exc.reason).inc()
+        event(
+            log,
+            "update rejected to dead letter",
+            logging.WARNING,
+            reason=exc.reason,
+            detail=exc.detail,
+        )
+        deadletter.publish(
+            self.producer,
+            self.cfg.dead_letter_topic,
+            payload,
+            reason=exc.reason,
+            detail=exc.detail,
+            source=f"aggregator:{self.cfg.weights_topic}",
+            node_id=(key or b"").decode("utf-8", "replace") or None,
+            key=key,
+        )
+
+    def _remember(self, update: WeightUpdate) -> None:
+        node = update.node_id
+        if update.feature_stats is not None:
+            fs = update.feature_stats
+            self.state.stats[node] = FeatureStats(fs.n, np.array(fs.mean), np.array(fs.m2))
+        if update.evaluation is not None:
+            ev = update.evaluation
+            self.state.evals[node] = Confusion(ev.tp, ev.fp, ev.tn, ev.fn, ev.loss_sum, ev.n)
+            self.state.eval_versions[node] = ev.version
+        self.state.local_loss[node] = update.local_loss
+
+    # ------------------------------------------------------------------ rounds
+    def _batch_round(self) -> None:
+        assert self.batch is not None
+        started = time.time()
+        outcome = self.batch.aggregate(now=started)
+        if outcome is None:
+            waiting = self.batch.fresh_count(started)
+            event(
+                log,
+                "round skipped: not enough fresh updates",
+                logging.DEBUG,
+                waiting=waiting,
+                min_nodes=self.batch.min_nodes,
+            )
+            return
+        self._finish_round(outcome, started)
+
+    def _finish_round(self, outcome: RoundOutcome, started: float) -> None:
+        t0 = time.perf_counter()
+        scaler = self._scaler()
+        self.state.round += 1
+        model = GlobalModel(
+            version=outcome.version,
+            round=self.state.round,
+            weights=outcome.weights.tolist(),
+            timestamp=time.time(),
+            strategy=self.strategy_name,
+            participants=[p.update.node_id for p in outcome.participants],
+            n_total=outcome.n_total,
+            scaler_mean=scaler.mean.tolist() if scaler else None,
+            scaler_std=scaler.std.tolist() if scaler else None,
+        )
+        aggregate_ms = (time.perf_counter() - t0) * 1000
+        t1 = time.perf_counter()
+        self.producer.produce(
+            self.cfg.global_model_topic, key=GLOBAL_KEY, value=encode_global(model)
+        )
+        remaining = self.producer.flush(30)
+        if remaining:
+            raise KafkaException(f"global model {model.version} not delivered within 30 s")
+        publish_ms = (time.perf_counter() - t1) * 1000
+        metrics, eval_version = self._metrics(outcome)
+        self.log.append(
+            RoundRecord(
+                round=self.state.round,
+                global_version=outcome.version,
+                mode=self.mode,
+                strategy=self.strategy_name,
+                started_at=started,
+                finished_at=time.time(),
+                participants=[
+                    Participant(
+                        p.update.node_id,
+                        p.update.n_samples,
+                        round(p.staleness_s, 3),
+                        p.staleness_versions,
+                        p.update.base_version,
+                        p.update.local_loss,
+                        p.update.update_id,
+                    )
+                    for p in outcome.participants
+                ],
+                discarded=[
+                    Discarded(d.node_id, d.reason, d.detail, d.update_id) for d in outcome.discarded
+                ],
+                global_loss=metrics.loss,
+                global_f1=metrics.f1,
+                global_precision=metrics.precision,
+                global_recall=metrics.recall,
+                global_accuracy=metrics.accuracy,
+                eval_n=metrics.n,
+                eval_version=eval_version,
+                timings={
+                    "aggregate_ms": round(aggregate_ms, 3),
+                    "publish_ms": round(publish_ms, 3),
+                    "round_wall_s": round(time.time() - started, 3),
+                },
+            )
+        )
+        ROUNDS.inc()
+        VERSION.set(outcome.version)
+        PARTICIPANTS.set(len(outcome.participants))
+        event(
+            log,
+            "round complete",
+            round=self.state.round,
+            version=outcome.version,
+            nodes=",".join(model.participants),
+            n=outcome.n_total,
+            loss=None if metrics.loss is None else round(metrics.loss, 4),
+            f1=None if metrics.f1 is None else round(metrics.f1, 4),
+            discarded=len(outcome.discarded),
+        )
+
+    def _scaler(self) -> Scaler | None:
+        merged = merge_all(self.state.stats.values())
+        return Scaler.from_stats(merged) if merged.n > 1 else None
+
+    def _metrics(self, outcome: RoundOutcome) -> tuple[GlobalMetrics, int | None]:
+        """Federated evaluation of the newest global version that participants evaluated."""
+        nodes = [p.update.node_id for p in outcome.participants]
+        versions = [self.state.eval_versions[n] for n in nodes if n in self.state.eval_versions]
+        if not versions:
+            return global_metrics([]), None
+        newest = max(versions)
+        counts = [self.state.evals[n] for n in nodes if self.state.eval_versions.get(n) == newest]
+        return global_metrics(counts), newest
