@@ -1,0 +1,325 @@
+"""The fog node: local training on this node's readings, weights out, globals in.
+
+:class:`FogTrainer` holds the learning state and does the work of one micro-batch
+(parse and validate, standardise, local SGD, keep a held-out slice, publish an
+update when ``WEIGHT_PUBLISH_INTERVAL_SECONDS`` have passed). It has no Spark in
+it, so it is unit-tested directly; :func:`run` drives it from a Spark Structured
+Streaming query on ``sensor-data-node-<id>`` through ``foreachBatch``.
+
+Raw readings never leave this process: what goes out is a weight vector, the
+sample count, feature summaries ``(n, mean, M2)`` and evaluation counts.
+
+Weights on the wire are for *raw* features (see :func:`fl_runtime.scaling.to_raw`);
+training runs on features standardised with the federated scaler carried by the
+global model (local statistics until the first global model arrives).
+
+Restart safety: Spark's checkpoint holds the Kafka offsets, and the trainer's own
+state (weights, base version, feature stats, held-out slice, last batch id) is
+saved atomically after every batch into ``CHECKPOINT_DIR/node-<id>/state.npz``.
+A replayed batch (same batch id after a crash) is skipped, so a restart neither
+re-trains on old data nor skips new data. On start the node also reads the
+latest global model from Kafka, so a recovering node rejoins at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+import uuid
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prometheus_client import Counter, Gauge
+
+from fl_runtime.config import Config
+from fl_runtime.errors import ValidationError
+from fl_runtime.features import FEATURES, N_FEATURES
+from fl_runtime.messages import (
+    EvalCounts,
+    FeatureStatsMsg,
+    GlobalModel,
+    WeightUpdate,
+    validate_reading_dict,
+)
+from fl_runtime.model import Confusion, init_weights, log_loss, sgd
+from fl_runtime.scaling import FeatureStats, Scaler, from_raw, to_raw
+
+log = logging.getLogger("fl_runtime.fog")
+
+ROWS = Counter("fl_fog_rows_total", "Rows seen by the fog node", ["result"])
+UPDATES = Counter("fl_fog_updates_published_total", "Weight updates published")
+BASE_VERSION = Gauge("fl_fog_base_version", "Global version local training started from")
+HOLDOUT_MAX = 5000
+
+
+@dataclass(frozen=True)
+class Rejected:
+    payload: bytes
+    reason: str
+    detail: str
+
+
+def parse_rows(
+    values: Iterable[bytes | str | None], node_id: str
+) -> tuple[np.ndarray, np.ndarray, list[str], list[Rejected]]:
+    """Validate raw Kafka values: features, labels, message ids, and rejects with reasons."""
+    feats: list[list[float]] = []
+    labels: list[int] = []
+    ids: list[str] = []
+    rejected: list[Rejected] = []
+    for raw in values:
+        payload = raw.encode() if isinstance(raw, str) else (raw or b"")
+        try:
+            doc = json.loads(payload)
+            if not isinstance(doc, dict):
+                raise ValidationError("not-object", "reading must be a JSON object")
+            if doc.get("schema") != "fedge.sensor_reading.v1":
+                raise ValidationError("schema", f"schema is {str(doc.get('schema'))[:60]!r}")
+            reading = validate_reading_dict(doc)
+            if reading.node_id != node_id:
+                raise ValidationError(
+                    "wrong-node", f"reading for node {reading.node_id} on node {node_id}"
+                )
+        except ValidationError as exc:
+            rejected.append(Rejected(payload, exc.reason, exc.detail))
+            continue
+        except (ValueError, RecursionError) as exc:
+            rejected.append(Rejected(payload, "not-json", str(exc)[:200]))
+            continue
+        feats.append(reading.features())
+        labels.append(reading.anomaly)
+        ids.append(reading.message_id)
+    x = np.asarray(feats, dtype=np.float64).reshape(-1, N_FEATURES)
+    return x, np.asarray(labels, dtype=np.int8), ids, rejected
+
+
+def is_holdout(message_id: str, fraction: float) -> bool:
+    """Deterministic per-reading split: the same reading is always on the same side."""
+    return (zlib.crc32(message_id.encode()) % 10_000) < fraction * 10_000
+
+
+class FogTrainer:
+    """The learning state of one fog node and the work of one micro-batch."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        node_id: str,
+        publish: Callable[[WeightUpdate], None],
+        state_dir: Path | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.node_id = node_id
+        self.publish = publish
+        self.state_path = (state_dir / "state.npz") if state_dir else None
+        self.lock = threading.Lock()
+        self.rng = np.random.default_rng()
+        self.global_raw = init_weights(N_FEATURES)
+        self.global_scaler: Scaler | None = None
+        self.base_version = 0
+        self.weights_std = init_weights(N_FEATURES)  # local weights, standardised space
+        self.scaler = Scaler.identity()
+        self.stats = FeatureStats.empty()
+        self.n_since_base = 0
+        self.loss_since_base: list[float] = []
+        self.hold_x: deque[np.ndarray] = deque(maxlen=HOLDOUT_MAX)
+        self.hold_y: deque[int] = deque(maxlen=HOLDOUT_MAX)
+        self.last_batch_id = -1
+        self.last_publish = time.monotonic()
+        self.pending_global: GlobalModel | None = None
+        self._load_state()
+
+    # ----------------------------------------------------------------- global models
+    def offer_global(self, model: GlobalModel) -> None:
+        """Called from the listener thread; applied at the start of the next batch."""
+        with self.lock:
+            if model.version > self.base_version and (
+                self.pending_global is None or model.version > self.pending_global.version
+            ):
+                self.pending_global = model
+
+    def _apply_pending_global(self) -> None:
+        with self.lock:
+            model, self.pending_global = self.pending_global, None
+        if model is None or model.version <= self.base_version:
+            return
+        self.global_raw = model.weights_array()
+        if model.scaler_mean is not None and model.scaler_std is not None:
+            self.global_scaler = Scaler(np.array(model.scaler_mean), np.array(model.scaler_std))
+        self.base_version = model.version
+        self._restart_from_global()
+        BASE_VERSION.set(model.version)
+        log.info("restarting local training from global version %d", model.version)
+
+    def _restart_from_global(self) -> None:
+        self.scaler = self.global_scaler or self._local_scaler()
+        self.weights_std = from_raw(self.global_raw, self.scaler)
+        self.n_since_base = 0
+        self.loss_since_base = []
+
+    def _local_scaler(self) -> Scaler:
+        return Scaler.from_stats(self.stats) if self.stats.n > 1 else Scaler.identity()
+
+    # ----------------------------------------------------------------- micro-batches
+    def process_batch(
+        self,
+        values: Iterable[bytes | str | None],
+        batch_id: int,
+        dead_letter: Callable[[Rejected], None] | None = None,
+    ) -> dict[str, int]:
+        """Train on one micro-batch. Returns counts (valid, invalid, trained, held_out)."""
+        if batch_id <= self.last_batch_id:
+            log.info("skipping replayed batch %d (already trained)", batch_id)
+            return {"valid": 0, "invalid": 0, "trained": 0, "held_out": 0, "skipped": 1}
+        self._apply_pending_global()
+        x, y, ids, rejected = parse_rows(values, self.node_id)
+        for r in rejected:
+            ROWS.labels(f"invalid:{r.reason}").inc()
+            if dead_letter is not None:
+                dead_letter(r)
+        hold = np.array([is_holdout(i, self.cfg.holdout_fraction) for i in ids], dtype=bool)
+        for row, label in zip(x[hold], y[hold], strict=True):
+            self.hold_x.append(row)
+            self.hold_y.append(int(label))
+        tx, ty = x[~hold], y[~hold]
+        if len(ty):
+            self._train(tx, ty)
+        ROWS.labels("trained").inc(len(ty))
+        ROWS.labels("held_out").inc(int(hold.sum()))
+        self.last_batch_id = batch_id
+        self._save_state()
+        self.maybe_publish()
+        return {
+            "valid": len(ids),
+            "invalid": len(rejected),
+            "trained": len(ty),
+            "held_out": int(hold.sum()),
+            "skipped": 0,
+        }
+
+    def _train(self, x: np.ndarray, y: np.ndarray) -> None:
+        self.stats = self.stats.merge(FeatureStats.of(x))
+        if self.global_scaler is None and self.base_version == 0:
+            # No federated scaler yet: condition on local statistics, keeping the model.
+            raw = to_raw(self.weights_std, self.scaler) if self.n_since_base else self.global_raw
+            self.scaler = self._local_scaler()
+            self.weights_std = from_raw(raw, self.scaler)
+        xs = self.scaler.transform(x)
+        self.weights_std = sgd(
+            self.weights_std,
+            xs,
+            y,
+            learning_rate=self.cfg.learning_rate,
+            batch_size=self.cfg.batch_size,
+            epochs=self.cfg.local_epochs,
+            l2=self.cfg.l2,
+            rng=self.rng,
+        )
+        self.loss_since_base.append(log_loss(self.weights_std, xs, y))
+        self.n_since_base += len(y)
+
+    # ----------------------------------------------------------------- publishing
+    def maybe_publish(self, force: bool = False) -> WeightUpdate | None:
+        due = time.monotonic() - self.last_publish >= self.cfg.weight_publish_interval_seconds
+        if not (due or force) or self.n_since_base == 0:
+            return None
+        update = self.make_update()
+        self.publish(update)
+        self.last_publish = time.monotonic()
+        UPDATES.inc()
+        return update
+
+    def make_update(self) -> WeightUpdate:
+        return WeightUpdate(
+            update_id=f"{self.node_id}-{uuid.uuid4().hex[:12]}",
+            node_id=self.node_id,
+            base_version=self.base_version,
+            weights=to_raw(self.weights_std, self.scaler).tolist(),
+            n_samples=self.n_since_base,
+            timestamp=time.time(),
+            local_loss=float(np.mean(self.loss_since_base)) if self.loss_since_base else None,
+            evaluation=self._evaluate_base(),
+            feature_stats=FeatureStatsMsg(
+                self.stats.n, self.stats.mean.tolist(), np.maximum(self.stats.m2, 0.0).tolist()
+            )
+            if self.stats.n
+            else None,
+        )
+
+    def _evaluate_base(self) -> EvalCounts | None:
+        """Counts of the global model this node started from, on its held-out slice."""
+        if self.base_version == 0 or not self.hold_y:
+            return None
+        hx = np.vstack(list(self.hold_x))
+        hy = np.asarray(self.hold_y, dtype=np.int8)
+        # the raw-space model evaluates raw features directly
+        c = Confusion.of(self.global_raw, hx, hy)
+        return EvalCounts(self.base_version, c.tp, c.fp, c.tn, c.fn, c.loss_sum, c.n)
+
+    # ----------------------------------------------------------------- persistence
+    def _save_state(self) -> None:
+        if self.state_path is None:
+            return
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        hold_x = np.vstack(list(self.hold_x)) if self.hold_x else np.zeros((0, N_FEATURES))
+        fd, tmp = tempfile.mkstemp(dir=self.state_path.parent, suffix=".npz")
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(
+                fh,
+                weights_std=self.weights_std,
+                scaler_mean=self.scaler.mean,
+                scaler_std=self.scaler.std,
+                global_raw=self.global_raw,
+                base_version=self.base_version,
+                stats_n=self.stats.n,
+                stats_mean=self.stats.mean,
+                stats_m2=self.stats.m2,
+                n_since_base=self.n_since_base,
+                last_batch_id=self.last_batch_id,
+                hold_x=hold_x,
+                hold_y=np.asarray(self.hold_y, dtype=np.int8),
+                has_global_scaler=self.global_scaler is not None,
+            )
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.state_path)
+
+    def _load_state(self) -> None:
+        if self.state_path is None or not self.state_path.exists():
+            return
+        with np.load(self.state_path) as s:
+            self.weights_std = s["weights_std"]
+            self.scaler = Scaler(s["scaler_mean"], s["scaler_std"])
+            if bool(s["has_global_scaler"]):
+                self.global_scaler = self.scaler
+            self.global_raw = s["global_raw"]
+            self.base_version = int(s["base_version"])
+            self.stats = FeatureStats(int(s["stats_n"]), s["stats_mean"], s["stats_m2"])
+            self.n_since_base = int(s["n_since_base"])
+            self.last_batch_id = int(s["last_batch_id"])
+            for row, label in zip(s["hold_x"], s["hold_y"], strict=True):
+                self.hold_x.append(row)
+                self.hold_y.append(int(label))
+        log.info(
+            "restored state: base version %d, last batch %d, %d samples seen",
+            self.base_version,
+            self.last_batch_id,
+            self.stats.n,
+        )
+
+
+def feature_names() -> tuple[str, ...]:
+    return FEATURES
+
+
+def spark_row_values(rows: Iterable[Any]) -> list[bytes | None]:
+    return [r["value"] for r in rows]

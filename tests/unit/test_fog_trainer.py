@@ -1,0 +1,102 @@
+"""FogTrainer logic without Spark or Kafka: the transport is swapped for a list."""
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fl_runtime.config import Config, load_config
+from fl_runtime.fog import FogTrainer, Rejected, parse_rows
+from fl_runtime.messages import GlobalModel, WeightUpdate, encode_reading
+from fl_runtime.scaling import Scaler, to_raw
+from fl_runtime.simulator import NodeSimulator
+
+
+def batch(node: str = "1", n: int = 400, seed: int = 0, start: float = 1.8e9) -> list[bytes]:
+    sim = NodeSimulator(node, seed=seed, run_id=f"t{seed}-{start}")
+    return [encode_reading(r) for r in sim.readings(n, start, 100.0)]
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> Config:
+    return load_config(
+        env={
+            "FL_CONFIG": "/dev/null",
+            "FL_WEIGHT_PUBLISH_INTERVAL_SECONDS": "3600",
+            "FL_CHECKPOINT_DIR": str(tmp_path),
+        }
+    )
+
+
+def test_batches_train_hold_out_and_publish(cfg: Config, tmp_path: Path) -> None:
+    sent: list[WeightUpdate] = []
+    trainer = FogTrainer(cfg, "1", sent.append, tmp_path / "node-1")
+    counts = trainer.process_batch(batch(), 0)
+    assert counts["valid"] == 400 and counts["invalid"] == 0
+    assert 40 < counts["held_out"] < 120  # HOLDOUT_FRACTION 0.2
+    assert counts["trained"] + counts["held_out"] == 400
+    assert sent == []  # not due yet
+    update = trainer.maybe_publish(force=True)
+    assert update is not None and sent == [update]
+    assert update.n_samples == counts["trained"] and update.base_version == 0
+    assert update.feature_stats is not None and update.feature_stats.n == counts["trained"]
+    assert update.evaluation is None  # no global model to evaluate yet
+    assert np.isfinite(update.weights).all() and len(update.weights) == 6
+
+
+def test_invalid_rows_are_counted_and_dead_lettered(cfg: Config, tmp_path: Path) -> None:
+    dead: list[Rejected] = []
+    trainer = FogTrainer(cfg, "1", lambda u: None, tmp_path)
+    values = [*batch(n=10), b"not json", b'{"schema": "x"}', *batch(node="2", n=1)]
+    counts = trainer.process_batch(values, 0, dead.append)
+    assert counts["valid"] == 10 and counts["invalid"] == 3
+    assert [d.reason for d in dead] == ["not-json", "schema", "wrong-node"]
+
+
+def test_replayed_batch_is_skipped_after_restart(cfg: Config, tmp_path: Path) -> None:
+    trainer = FogTrainer(cfg, "1", lambda u: None, tmp_path)
+    trainer.process_batch(batch(), 0)
+    trainer.process_batch(batch(seed=1), 1)
+    seen = trainer.stats.n
+    again = FogTrainer(cfg, "1", lambda u: None, tmp_path)  # a restart
+    assert again.stats.n == seen and again.last_batch_id == 1
+    assert np.allclose(again.weights_std, trainer.weights_std)
+    assert again.process_batch(batch(seed=1), 1)["skipped"] == 1  # Spark replays batch 1
+    assert again.stats.n == seen
+    assert again.process_batch(batch(seed=2), 2)["trained"] > 0  # new data is not skipped
+
+
+def test_new_global_model_restarts_local_training(cfg: Config, tmp_path: Path) -> None:
+    sent: list[WeightUpdate] = []
+    trainer = FogTrainer(cfg, "1", sent.append, tmp_path)
+    trainer.process_batch(batch(), 0)
+    scaler = Scaler(np.array([2.0, 2.0, 1.6, 60.0, 6.0]), np.array([0.5, 0.5, 0.4, 3.0, 0.3]))
+    raw = to_raw(np.array([0.5, 0.5, 0.5, 1.0, -1.0, -3.0]), scaler)
+    model = GlobalModel(
+        3,
+        3,
+        raw.tolist(),
+        time.time(),
+        "fedavg",
+        ["1", "2"],
+        800,
+        scaler.mean.tolist(),
+        scaler.std.tolist(),
+    )
+    trainer.offer_global(model)
+    trainer.offer_global(GlobalModel(2, 2, [0.0] * 6, time.time()))  # older: ignored
+    counts = trainer.process_batch(batch(seed=5), 1)
+    assert trainer.base_version == 3
+    assert np.allclose(trainer.scaler.std, scaler.std)
+    update = trainer.maybe_publish(force=True)
+    assert update is not None
+    assert update.base_version == 3 and update.n_samples == counts["trained"]
+    assert update.evaluation is not None and update.evaluation.version == 3
+    assert update.evaluation.n == len(trainer.hold_y)
+
+
+def test_parse_rows_types() -> None:
+    x, y, ids, rejected = parse_rows([*batch(n=3), None], "1")
+    assert x.shape == (3, 5) and y.dtype == np.int8 and len(ids) == 3
+    assert rejected[0].reason == "not-json"
