@@ -187,6 +187,16 @@ SETTINGS: tuple[Setting, ...] = (
         maximum=2,
     ),
     _s(
+        "MQTT_SESSION_EXPIRY_SECONDS",
+        "mqtt",
+        "session_expiry_seconds",
+        int,
+        604800,
+        "Seconds Mosquitto keeps the bridge's session (and queues readings) while it is away.",
+        minimum=1,
+        maximum=2**32 - 1,
+    ),
+    _s(
         "MQTT_MAX_INFLIGHT",
         "mqtt",
         "max_inflight",

@@ -1,0 +1,120 @@
+"""``fl sensor``: simulated devices publishing readings of one fog node."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+
+from fl_runtime.cli._common import config_option, friendly_errors, load
+from fl_runtime.config import NODE_ID_PATTERN
+from fl_runtime.errors import ConfigError, ServiceError
+from fl_runtime.sensor import TRANSPORTS, SensorSettings, run_sensor
+from fl_runtime.service import Shutdown, setup_logging
+
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+
+
+@click.command("sensor")
+@click.option("--node-id", default=None, help="Fog node id (default: fog.node_id).")
+@config_option
+@click.option(
+    "--rate",
+    type=click.FloatRange(0.01, 100_000.0),
+    default=None,
+    help="Readings per second, all devices together (default: sensor.rate_hz).",
+)
+@click.option(
+    "--devices",
+    type=click.IntRange(1, 10_000),
+    default=None,
+    help="Simulated devices (default: sensor.devices).",
+)
+@click.option(
+    "--max-messages",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Stop after this many readings; 0 runs until SIGTERM.",
+)
+@click.option(
+    "--transport",
+    type=click.Choice(TRANSPORTS),
+    default="mqtt",
+    show_default=True,
+    help="mqtt: to Mosquitto (MQTT_QOS); kafka: straight to the node's Kafka topic.",
+)
+@click.option(
+    "--seed", type=click.IntRange(0, 2**32 - 1), default=None, help="Default: sensor.seed."
+)
+@click.option(
+    "--run-id",
+    default=None,
+    help="Part of every message id; give each run its own (default: 's<seed>').",
+)
+@click.option(
+    "--ids-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Append the id of every confirmed reading (PUBACK or Kafka delivery), one per line.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(-1, 65535),
+    default=None,
+    help="Prometheus port; -1 disables (default: service.metrics_port, then 9401).",
+)
+@click.option(
+    "--drain-timeout",
+    type=click.FloatRange(0.0),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for outstanding confirmations when done or stopped.",
+)
+@friendly_errors
+def command(
+    node_id: str | None,
+    config_path: str | None,
+    rate: float | None,
+    devices: int | None,
+    max_messages: int,
+    transport: str,
+    seed: int | None,
+    run_id: str | None,
+    ids_file: Path | None,
+    metrics_port: int | None,
+    drain_timeout: float,
+) -> None:
+    """Publish simulated readings of one fog node's devices.
+
+    Exits 0 when --max-messages readings are all confirmed, or on SIGTERM after
+    waiting up to --drain-timeout for outstanding confirmations; exits 1 if
+    readings are still unconfirmed when done.
+    """
+    cfg = load(config_path)
+    node = node_id if node_id is not None else cfg.node_id
+    if not NODE_ID_PATTERN.match(node):
+        raise ConfigError("--node-id", f"{node!r} must match {NODE_ID_PATTERN.pattern}")
+    if run_id is not None and not _RUN_ID.match(run_id):
+        raise ConfigError("--run-id", f"{run_id!r} must match {_RUN_ID.pattern}")
+    settings = SensorSettings(
+        node_id=node,
+        rate_hz=rate if rate is not None else cfg.sensor_rate_hz,
+        devices=devices if devices is not None else cfg.sensor_devices,
+        max_messages=max_messages,
+        transport=transport,
+        seed=seed if seed is not None else cfg.seed,
+        run_id=run_id,
+        anomaly_rate=None if cfg.anomaly_rate < 0 else cfg.anomaly_rate,
+        ids_file=ids_file,
+        metrics_port=metrics_port,
+        drain_timeout=drain_timeout,
+        max_pending=cfg.mqtt_max_inflight,
+    )
+    log = setup_logging(cfg, "sensor")
+    result = run_sensor(cfg, settings, Shutdown(), log)
+    if result.unconfirmed and not result.interrupted:
+        raise ServiceError(
+            f"{result.unconfirmed} readings still unconfirmed after {drain_timeout}s"
+        )
