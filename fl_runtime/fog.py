@@ -121,7 +121,8 @@ class FogTrainer:
         self.node_id = node_id
         self.publish = publish
         self.state_path = (state_dir / "state.npz") if state_dir else None
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # guards pending_global (listener thread)
+        self.work = threading.RLock()  # one of process_batch / maybe_publish at a time
         self.rng = np.random.default_rng()
         self.global_raw = init_weights(N_FEATURES)
         self.global_scaler: Scaler | None = None
@@ -177,6 +178,15 @@ class FogTrainer:
         dead_letter: Callable[[Rejected], None] | None = None,
     ) -> dict[str, int]:
         """Train on one micro-batch. Returns counts (valid, invalid, trained, held_out)."""
+        with self.work:
+            return self._process_batch(values, batch_id, dead_letter)
+
+    def _process_batch(
+        self,
+        values: Iterable[bytes | str | None],
+        batch_id: int,
+        dead_letter: Callable[[Rejected], None] | None,
+    ) -> dict[str, int]:
         if batch_id <= self.last_batch_id:
             log.info("skipping replayed batch %d (already trained)", batch_id)
             return {"valid": 0, "invalid": 0, "trained": 0, "held_out": 0, "skipped": 1}
@@ -229,14 +239,19 @@ class FogTrainer:
 
     # ----------------------------------------------------------------- publishing
     def maybe_publish(self, force: bool = False) -> WeightUpdate | None:
-        due = time.monotonic() - self.last_publish >= self.cfg.weight_publish_interval_seconds
-        if not (due or force) or self.n_since_base == 0:
-            return None
-        update = self.make_update()
-        self.publish(update)
-        self.last_publish = time.monotonic()
-        UPDATES.inc()
-        return update
+        """Publish an update when one is due. A newer global model that arrived in
+        the meantime is applied first: progress on an outdated base is dropped
+        rather than sent (a restarted node never publishes from its old base)."""
+        with self.work:
+            self._apply_pending_global()
+            due = time.monotonic() - self.last_publish >= self.cfg.weight_publish_interval_seconds
+            if not (due or force) or self.n_since_base == 0:
+                return None
+            update = self.make_update()
+            self.publish(update)
+            self.last_publish = time.monotonic()
+            UPDATES.inc()
+            return update
 
     def make_update(self) -> WeightUpdate:
         return WeightUpdate(

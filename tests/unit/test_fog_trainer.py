@@ -100,3 +100,18 @@ def test_parse_rows_types() -> None:
     x, y, ids, rejected = parse_rows([*batch(n=3), None], "1")
     assert x.shape == (3, 5) and y.dtype == np.int8 and len(ids) == 3
     assert rejected[0].reason == "not-json"
+
+
+def test_restarted_node_never_publishes_from_its_old_base(cfg: Config, tmp_path: Path) -> None:
+    sent: list[WeightUpdate] = []
+    first = FogTrainer(cfg, "1", sent.append, tmp_path)
+    first.offer_global(GlobalModel(2, 2, [0.0] * 6, time.time()))
+    first.process_batch(batch(), 0)
+    assert first.base_version == 2 and first.n_since_base > 0
+    restarted = FogTrainer(cfg, "1", sent.append, tmp_path)  # state says base 2
+    restarted.offer_global(GlobalModel(9, 9, [0.0] * 6, time.time()))  # read from Kafka
+    assert restarted.maybe_publish(force=True) is None  # base 2 progress is dropped
+    assert restarted.base_version == 9
+    restarted.process_batch(batch(seed=3), 1)
+    update = restarted.maybe_publish(force=True)
+    assert update is not None and update.base_version == 9
