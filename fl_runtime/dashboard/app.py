@@ -1,0 +1,254 @@
+"""The dashboard's web application: the page, its JSON API and a server-sent event stream.
+
+One asyncio task follows the aggregation log every ``poll_interval_s`` and wakes
+the event streams; Kafka facts come from a :class:`KafkaSource` snapshot, so a
+request never waits on a broker. The OpenAPI schema is at ``/api/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from importlib.resources import files
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+from fastapi import FastAPI, Header, Query
+from fastapi.responses import FileResponse
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fl_runtime.dashboard import views
+from fl_runtime.dashboard.auth import Authenticator
+from fl_runtime.dashboard.kafka_source import KafkaSource
+from fl_runtime.dashboard.models import HealthOut, NodesOut, RoundsOut, StatusEvent
+from fl_runtime.dashboard.state import DashboardSettings, DashboardState, LogFollower
+
+log = logging.getLogger(__name__)
+STATIC_DIR = Path(str(files("fl_runtime.dashboard") / "static"))
+MAX_EVENT_ROUNDS = 500
+MAX_PAGE = 10_000
+SECURITY_HEADERS = {
+    "content-security-policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+}
+
+
+class Hub:
+    """Change notification for event streams: a version counter and a wake-up event."""
+
+    def __init__(self) -> None:
+        self.version = 0
+        self.closing = False
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self.version += 1
+        self._event.set()
+        self._event = asyncio.Event()
+
+    def close(self) -> None:
+        self.closing = True
+        self.notify()
+
+    async def wait(self, seen: int, timeout: float) -> None:
+        """Return when the version moved past ``seen`` or after ``timeout`` seconds."""
+        if self.version != seen:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout)
+
+
+class Guard:
+    """ASGI middleware: Basic-auth login (when configured) and security headers."""
+
+    def __init__(self, app: ASGIApp, authenticator: Authenticator | None) -> None:
+        self.app, self.auth = app, authenticator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.auth is not None:
+            header = Headers(scope=scope).get("authorization")
+            if await anyio.to_thread.run_sync(self.auth.user, header) is None:
+                deny = PlainTextResponse(
+                    "login required\n",
+                    status_code=401,
+                    headers={"WWW-Authenticate": 'Basic realm="fedge dashboard", charset="UTF-8"'},
+                )
+                await deny(scope, receive, send)
+                return
+
+        async def send_secured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for key, value in SECURITY_HEADERS.items():
+                    headers.setdefault(key, value)
+            await send(message)
+
+        await self.app(scope, receive, send_secured)
+
+
+async def follow_log(state: DashboardState, hub: Hub) -> None:
+    """Poll the log forever, waking event streams when rounds arrive or it is replaced.
+    An unreadable log (permissions, a flaky mount) is logged once and retried."""
+    follower = LogFollower(state.settings.log_path)
+    failing = ""
+    while True:
+        try:
+            polled = await asyncio.to_thread(follower.poll)
+        except OSError as exc:
+            if str(exc) != failing:
+                log.warning("cannot read the aggregation log: %s", exc)
+            failing = str(exc)
+            await asyncio.sleep(state.settings.poll_interval_s)
+            continue
+        failing = ""
+        if polled.reset:
+            state.reset()
+        if state.ingest(polled.records) or polled.reset:
+            hub.notify()
+        await asyncio.sleep(state.settings.poll_interval_s)
+
+
+def create_app(
+    settings: DashboardSettings,
+    kafka: KafkaSource,
+    *,
+    authenticator: Authenticator | None = None,
+    clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    state = DashboardState(settings)
+    hub = Hub()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        kafka.start()
+        task = asyncio.create_task(follow_log(state, hub))
+        try:
+            yield
+        finally:
+            hub.close()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await asyncio.to_thread(kafka.close)
+
+    app = FastAPI(
+        title="fedge dashboard API",
+        version="1",
+        lifespan=lifespan,
+        openapi_url="/api/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        description=_DESCRIPTION,
+    )
+    app.state.hub, app.state.dashboard = hub, state
+    app.add_middleware(Guard, authenticator=authenticator)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _routes(app, state, hub, kafka, clock)
+    app.openapi_schema = _with_security(app)
+    return app
+
+
+def _routes(
+    app: FastAPI, state: DashboardState, hub: Hub, kafka: KafkaSource, clock: Callable[[], float]
+) -> None:
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"cache-control": "no-cache"})
+
+    @app.get("/api/rounds", tags=["dashboard"])
+    async def rounds(
+        after: Annotated[int | None, Query(description="only records with a larger seq")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1000,
+    ) -> RoundsOut:
+        """Rounds of the aggregation log, oldest first: the newest ``limit`` records, or
+        the first ``limit`` after ``after``."""
+        picked = state.newest(limit) if after is None else state.after(after, limit)
+        return views.rounds_out(state, picked)
+
+    @app.get("/api/nodes", tags=["dashboard"])
+    async def nodes() -> NodesOut:
+        """Per-node statistics from the log, with dead-letter counts from Kafka."""
+        return views.nodes_out(state, kafka.snapshot(), clock())
+
+    @app.get("/api/health", tags=["dashboard"])
+    async def health() -> HealthOut:
+        """Health of the aggregation log, Kafka, the MQTT-Kafka bridges and the fog nodes."""
+        return _health(state, kafka, clock())
+
+    @app.get("/api/events", tags=["dashboard"], response_class=EventSourceResponse)
+    async def events(
+        after: Annotated[int, Query(description="seq of the last round the client has")] = -1,
+        last_event_id: Annotated[str | None, Header()] = None,
+    ) -> AsyncIterator[ServerSentEvent]:
+        """Server-sent events: ``rounds`` (a RoundsOut of new rounds, id ``epoch:seq``),
+        ``status`` (a StatusEvent, after each change and every few seconds) and ``reset``
+        (the log was replaced: reload everything)."""
+        epoch, cursor = _resume(last_event_id, state.epoch, after)
+        while not hub.closing:
+            seen = hub.version
+            if epoch != state.epoch:
+                epoch, cursor = state.epoch, -1
+                yield ServerSentEvent(event="reset", data={"epoch": epoch})
+            fresh = state.after(cursor, MAX_EVENT_ROUNDS)
+            if fresh:
+                cursor = fresh[-1][0]
+                yield ServerSentEvent(
+                    event="rounds", id=f"{epoch}:{cursor}", data=views.rounds_out(state, fresh)
+                )
+                continue
+            now = clock()
+            yield ServerSentEvent(
+                event="status",
+                data=StatusEvent(
+                    nodes=views.nodes_out(state, kafka.snapshot(), now),
+                    health=_health(state, kafka, now),
+                ),
+            )
+            await hub.wait(seen, state.settings.status_interval_s)
+
+
+def _health(state: DashboardState, kafka: KafkaSource, now: float) -> HealthOut:
+    return views.health_out(
+        state, kafka.snapshot(), now, log_exists=state.settings.log_path.exists()
+    )
+
+
+def _resume(last_event_id: str | None, epoch: int, after: int) -> tuple[int, int]:
+    """Where an event stream starts: after ``Last-Event-ID`` on a reconnect, else ``after``."""
+    if last_event_id:
+        sent_epoch, _, seq = last_event_id.partition(":")
+        if sent_epoch.isdigit() and seq.lstrip("-").isdigit():
+            return int(sent_epoch), int(seq)
+    return epoch, after
+
+
+def _with_security(app: FastAPI) -> dict[str, Any]:
+    schema = app.openapi()
+    schema.setdefault("components", {})["securitySchemes"] = {
+        "basicAuth": {
+            "type": "http",
+            "scheme": "basic",
+            "description": "Required when the dashboard listens on a non-loopback address.",
+        }
+    }
+    schema["security"] = [{"basicAuth": []}, {}]
+    return schema
+
+
+_DESCRIPTION = """JSON behind the fedge dashboard's charts, for other tools too.
+Times are unix seconds. `seq` is a record's 0-based position in the aggregation log.
+Live updates: `GET /api/events` (text/event-stream)."""
