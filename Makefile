@@ -50,4 +50,10 @@ bench: venv ## Micro-benchmarks with same-run baselines
 clean: ## Remove build output (keeps the venv and the artifact cache)
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache reports
 
-demo: simulate ## The main job (for now: fl simulate; the containerized lab is next)
+demo: venv ## The main job (for now: fl simulate and its report; the containerized lab is next)
+	rm -f reports/demo/aggregation.jsonl && mkdir -p reports/demo
+	$(VENV)/bin/fl simulate --nodes 5 --rounds 20 --log reports/demo/aggregation.jsonl
+	$(VENV)/bin/fl report --log reports/demo/aggregation.jsonl --out reports/demo
+
+bench-report: venv ## Offline report render time for 200 rounds x 50 nodes
+	$(PY) benchmarks/bench_report.py

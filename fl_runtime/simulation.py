@@ -20,7 +20,7 @@ import numpy as np
 
 from fl_runtime.agglog import AggregationLog, Discarded, Participant, RoundRecord
 from fl_runtime.evaluation import global_metrics
-from fl_runtime.model import Confusion, LogisticRegressionModel, init_weights, sgd
+from fl_runtime.model import Confusion, LogisticRegressionModel, init_weights, log_loss, sgd
 from fl_runtime.scaling import FeatureStats, Scaler, merge_all
 from fl_runtime.strategy import (
     STRATEGIES,
@@ -213,7 +213,10 @@ def _batch_rounds(
         for idx in sorted(rng.choice(len(nodes), per_round, replace=False)):
             node = nodes[idx]
             w = params.train(agg.weights, node.x, node.y, rng)
-            agg.submit(ClientUpdate(node.node_id, w, len(node.y), agg.version, float(r)))
+            loss = log_loss(w, node.x, node.y)
+            agg.submit(
+                ClientUpdate(node.node_id, w, len(node.y), agg.version, float(r), local_loss=loss)
+            )
         outcome = agg.aggregate(now=float(r))
         if outcome is not None:
             yield outcome
@@ -243,7 +246,14 @@ def _fedbuff_rounds(
             node = nodes[idx]
             start = agg.history.get(base[node.node_id], agg.weights)
             w = params.train(start, node.x, node.y, rng)
-            update = ClientUpdate(node.node_id, w, len(node.y), base[node.node_id], float(tick))
+            update = ClientUpdate(
+                node.node_id,
+                w,
+                len(node.y),
+                base[node.node_id],
+                float(tick),
+                local_loss=log_loss(w, node.x, node.y),
+            )
             base[node.node_id] = agg.version
             outcome = agg.submit(update, now=float(tick))
             if outcome is not None:
@@ -287,6 +297,7 @@ def _record(
                         p.staleness_s,
                         p.staleness_versions,
                         p.update.base_version,
+                        p.update.local_loss,
                     )
                     for p in outcome.participants
                 ],
