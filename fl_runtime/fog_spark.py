@@ -95,6 +95,11 @@ def build_session(cfg: Config, node_id: str) -> Any:
         .config("spark.driver.memory", os.environ.get("FL_SPARK_DRIVER_MEMORY", "512m"))
         .config("spark.sql.streaming.stopGracefullyOnShutdown", "true")
     )
+    if cfg.spark_master.startswith("local"):
+        # Everything runs in this process: keep Spark's driver on loopback.
+        builder = builder.config("spark.driver.bindAddress", "127.0.0.1").config(
+            "spark.driver.host", "127.0.0.1"
+        )
     jars = spark_jars(cfg)
     if jars:
         builder = builder.config("spark.jars", ",".join(jars))
@@ -158,7 +163,7 @@ def run(cfg: Config, node_id: str, shutdown: Shutdown | None = None) -> None:
     query = (
         stream.writeStream.foreachBatch(on_batch)
         .option("checkpointLocation", str(state_dir / "spark"))
-        .trigger(processingTime=f"{cfg.trigger_seconds} seconds")
+        .trigger(processingTime=f"{cfg.spark_trigger_seconds} seconds")
         .start()
     )
     event(
