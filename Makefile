@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv demo test test-fast test-integration test-browser lint fmt simulate bench clean
+.PHONY: help venv artifacts demo bench-report test test-fast test-integration test-browser lint fmt simulate bench clean
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ lint: venv ## ruff, mypy, yamllint, ansible-lint
 fmt: venv ## Format the Python code
 	$(VENV)/bin/ruff format fl_runtime tests
 	$(VENV)/bin/ruff check --fix fl_runtime tests
+
+artifacts: venv ## Fetch Kafka, Spark's Kafka connector and the host wheels into .artifacts/
+	$(VENV)/bin/fl artifacts fetch
 
 simulate: venv ## fl simulate with the default non-IID federation
 	$(VENV)/bin/fl simulate --nodes 5 --rounds 20
