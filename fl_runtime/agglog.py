@@ -32,10 +32,15 @@ import json
 import logging
 import math
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fl_runtime.evaluation import GlobalMetrics
+    from fl_runtime.strategy import RoundOutcome
 
 SCHEMA = "fl-agglog/1"
 log = logging.getLogger(__name__)
@@ -164,3 +169,48 @@ def _parse_line(raw: bytes, path: Path) -> RoundRecord | None:
 def read_log(path: str | Path) -> list[RoundRecord]:
     """Every readable record of the log, oldest first."""
     return [record for _, record in iter_log(path)]
+
+
+def round_record(
+    outcome: RoundOutcome,
+    metrics: GlobalMetrics,
+    *,
+    round_no: int,
+    mode: str,
+    strategy: str,
+    started_at: float,
+    eval_version: int | None,
+    timings: dict[str, float] | None = None,
+) -> RoundRecord:
+    """The log record of one aggregation outcome and its federated metrics."""
+    return RoundRecord(
+        round=round_no,
+        global_version=outcome.version,
+        mode=mode,
+        strategy=strategy,
+        started_at=started_at,
+        finished_at=time.time(),
+        participants=[
+            Participant(
+                p.update.node_id,
+                p.update.n_samples,
+                round(p.staleness_s, 3),
+                p.staleness_versions,
+                p.update.base_version,
+                p.update.local_loss,
+                p.update.update_id,
+            )
+            for p in outcome.participants
+        ],
+        discarded=[
+            Discarded(d.node_id, d.reason, d.detail, d.update_id) for d in outcome.discarded
+        ],
+        global_loss=metrics.loss,
+        global_f1=metrics.f1,
+        global_precision=metrics.precision,
+        global_recall=metrics.recall,
+        global_accuracy=metrics.accuracy,
+        eval_n=metrics.n,
+        eval_version=eval_version,
+        timings=timings or {},
+    )

@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from prometheus_client import Counter, Gauge
 
 from fl_runtime import deadletter
-from fl_runtime.agglog import AggregationLog, Discarded, Participant, RoundRecord
+from fl_runtime.agglog import AggregationLog, round_record
 from fl_runtime.config import Config
 from fl_runtime.errors import ValidationError
 from fl_runtime.evaluation import GlobalMetrics, global_metrics
@@ -279,41 +279,21 @@ class AggregatorService:
             raise KafkaException(f"global model {model.version} not delivered within 30 s")
         publish_ms = (time.perf_counter() - t1) * 1000
         metrics, eval_version = self._metrics(outcome)
+        timings = {
+            "aggregate_ms": round(aggregate_ms, 3),
+            "publish_ms": round(publish_ms, 3),
+            "round_wall_s": round(time.time() - started, 3),
+        }
         self.log.append(
-            RoundRecord(
-                round=self.state.round,
-                global_version=outcome.version,
+            round_record(
+                outcome,
+                metrics,
+                round_no=self.state.round,
                 mode=self.mode,
                 strategy=self.strategy_name,
                 started_at=started,
-                finished_at=time.time(),
-                participants=[
-                    Participant(
-                        p.update.node_id,
-                        p.update.n_samples,
-                        round(p.staleness_s, 3),
-                        p.staleness_versions,
-                        p.update.base_version,
-                        p.update.local_loss,
-                        p.update.update_id,
-                    )
-                    for p in outcome.participants
-                ],
-                discarded=[
-                    Discarded(d.node_id, d.reason, d.detail, d.update_id) for d in outcome.discarded
-                ],
-                global_loss=metrics.loss,
-                global_f1=metrics.f1,
-                global_precision=metrics.precision,
-                global_recall=metrics.recall,
-                global_accuracy=metrics.accuracy,
-                eval_n=metrics.n,
                 eval_version=eval_version,
-                timings={
-                    "aggregate_ms": round(aggregate_ms, 3),
-                    "publish_ms": round(publish_ms, 3),
-                    "round_wall_s": round(time.time() - started, 3),
-                },
+                timings=timings,
             )
         )
         ROUNDS.inc()

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from fl_runtime.agglog import AggregationLog, Discarded, Participant, RoundRecord
+from fl_runtime.agglog import AggregationLog, round_record
 from fl_runtime.evaluation import global_metrics
 from fl_runtime.model import Confusion, LogisticRegressionModel, init_weights, log_loss, sgd
 from fl_runtime.scaling import FeatureStats, Scaler, merge_all
@@ -283,33 +283,13 @@ def _record(
     )
     if log is not None:
         log.append(
-            RoundRecord(
-                round=outcome.version,
-                global_version=outcome.version,
+            round_record(
+                outcome,
+                metrics,
+                round_no=outcome.version,
                 mode="simulation",
                 strategy=strategy,
                 started_at=started,
-                finished_at=time.time(),
-                participants=[
-                    Participant(
-                        p.update.node_id,
-                        p.update.n_samples,
-                        p.staleness_s,
-                        p.staleness_versions,
-                        p.update.base_version,
-                        p.update.local_loss,
-                    )
-                    for p in outcome.participants
-                ],
-                discarded=[
-                    Discarded(d.node_id, d.reason, d.detail, d.update_id) for d in outcome.discarded
-                ],
-                global_loss=metrics.loss,
-                global_f1=metrics.f1,
-                global_precision=metrics.precision,
-                global_recall=metrics.recall,
-                global_accuracy=metrics.accuracy,
-                eval_n=metrics.n,
                 eval_version=outcome.version,
             )
         )
