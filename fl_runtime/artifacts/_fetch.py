@@ -49,7 +49,7 @@ def fetch(
     spark_version: str | None = None,
     spark: bool = True,
     wheels: bool = True,
-    extras: str = "spark",
+    extras: str = "spark,dashboard",
     platforms: tuple[str, ...] = (),
     python_version: str | None = None,
     progress: Progress = stderr_progress,

@@ -1,4 +1,4 @@
-"""The wheels steps: ``wheels/*.whl`` to install ``fl-runtime[spark]`` offline on a host.
+"""The wheels steps: ``wheels/*.whl`` to install ``fl-runtime[spark,dashboard]`` offline on a host.
 
 ``wheels/fl_runtime`` builds the fl_runtime wheel from a copy of the source
 tree (no ``build/`` directory lands in the checkout), reproducibly
@@ -10,7 +10,7 @@ Debian 12) ``pip download --only-binary=:all:`` of that platform's binary
 wheels, taking the pure-Python ones just built from a local directory. A code
 change rebuilds only the first step. A host installs with::
 
-    pip install --no-index --find-links wheels/ 'fl-runtime[spark]'
+    pip install --no-index --find-links wheels/ 'fl-runtime[spark,dashboard]'
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from fl_runtime.simulation import compare, simulator_partitions
 from fl_runtime.simulator import node_dataset
 from tests.harness.kafka import KafkaBroker
 from tests.harness.mosquitto import MosquittoBroker
-from tests.harness.ports import LOOPBACK
+from tests.harness.ports import LOOPBACK, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -151,7 +151,12 @@ log_format = "text"
         for node in NODES:
             s.start(f"bridge-{node}", "bridge", "--node-id", node)
             s.start(f"fog-{node}", "fog", "--node-id", node)
-        time.sleep(3)
+        # MQTT drops what is published before anyone subscribed: the deployment starts
+        # bridges before sensors, and so does this test.
+        for node in NODES:
+            assert wait_until(
+                lambda n=node: "mqtt subscribed" in s.log_tail(f"bridge-{n}", 200), 120
+            ), s.log_tail(f"bridge-{node}")
         for node in NODES:
             s.start(
                 f"sensor-{node}",
