@@ -33,7 +33,13 @@ from fl_runtime.messages import (
 )
 from fl_runtime.model import Confusion
 from fl_runtime.scaling import FeatureStats, Scaler, merge_all
-from fl_runtime.service import Shutdown, event, kafka_consumer_conf, kafka_producer_conf
+from fl_runtime.service import (
+    Shutdown,
+    event,
+    kafka_consumer_conf,
+    kafka_producer_conf,
+    watermarks,
+)
 from fl_runtime.strategy import BatchAggregator, ClientUpdate, FedBuffAggregator, RoundOutcome
 
 log = logging.getLogger("fl_runtime.aggregator")
@@ -57,7 +63,7 @@ def load_latest_global(cfg: Config, timeout_s: float = 10.0) -> GlobalModel | No
         parts = list(meta.topics[topic].partitions)
         latest: GlobalModel | None = None
         for p in parts:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+            low, high = watermarks(consumer, topic, p, timeout_s)
             if high <= low:
                 continue
             consumer.assign([TopicPartition(topic, p, low)])

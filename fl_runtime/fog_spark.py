@@ -23,7 +23,13 @@ from fl_runtime.config import Config
 from fl_runtime.errors import ServiceError, ValidationError
 from fl_runtime.fog import FogTrainer, Rejected
 from fl_runtime.messages import WeightUpdate, decode_global, encode_update
-from fl_runtime.service import Shutdown, event, kafka_consumer_conf, kafka_producer_conf
+from fl_runtime.service import (
+    Shutdown,
+    event,
+    kafka_consumer_conf,
+    kafka_producer_conf,
+    watermarks,
+)
 
 log = logging.getLogger("fl_runtime.fog")
 
@@ -46,10 +52,7 @@ class GlobalModelListener(threading.Thread):
         try:
             meta = self.consumer.list_topics(topic, timeout=15)
             parts = list(meta.topics[topic].partitions) if topic in meta.topics else [0]
-            ends = {
-                p: self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=15)[1]
-                for p in parts
-            }
+            ends = {p: watermarks(self.consumer, topic, p)[1] for p in parts}
             self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
             positions = dict.fromkeys(parts, 0)
             if all(end == 0 for end in ends.values()):

@@ -140,3 +140,26 @@ def kafka_consumer_conf(cfg: Config, group_id: str, **extra: Any) -> dict[str, A
 
 def now() -> float:
     return time.time()
+
+
+def watermarks(
+    consumer: Any, topic: str, partition: int, timeout_s: float = 30.0
+) -> tuple[int, int]:
+    """``(low, high)`` offsets of a partition, retrying the transient errors of a topic
+    that was just created or whose leader is moving (NOT_LEADER, LEADER_NOT_AVAILABLE,
+    timeouts) until ``timeout_s``; then the last error is raised."""
+    from confluent_kafka import KafkaException, TopicPartition
+
+    deadline = time.monotonic() + timeout_s
+    delay = 0.2
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)
+            return int(low), int(high)
+        except KafkaException as exc:
+            retriable = exc.args and getattr(exc.args[0], "retriable", lambda: False)()
+            transient = retriable or "leader" in str(exc).lower() or "timed out" in str(exc).lower()
+            if not transient or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)

@@ -18,6 +18,7 @@ reported, since changing it means reassigning replicas.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,6 +122,7 @@ def reconcile_topics(
     existing = _partition_counts(admin, timeout)
     missing = [s for s in specs if s.name not in existing]
     created = _create(admin, missing, timeout)
+    _wait_for_leaders(admin, created, timeout)
     if len(created) < len(missing):  # someone else created some meanwhile
         existing = _partition_counts(admin, timeout)
     outcomes = []
@@ -207,6 +209,26 @@ def _create(admin: AdminClient, specs: Sequence[TopicSpec], timeout: float) -> s
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise ServiceError(f"cannot create topic {name}: {exc.args[0].str()}") from None
     return created
+
+
+def _wait_for_leaders(admin: AdminClient, names: set[str], timeout: float) -> None:
+    """A created topic answers produce and offset requests only once every partition
+    has a leader; wait for that so callers never see NOT_LEADER right after ensure."""
+    deadline = time.monotonic() + timeout
+    while names:
+        topics = _metadata(admin, timeout).topics
+        leaderless = [
+            n
+            for n in names
+            if n not in topics or any(p.leader < 0 for p in topics[n].partitions.values())
+        ]
+        if not leaderless:
+            return
+        if time.monotonic() > deadline:
+            raise ServiceError(
+                f"topics without a leader after {timeout:g} s: {', '.join(leaderless)}"
+            )
+        time.sleep(0.2)
 
 
 def _partition_counts(admin: AdminClient, timeout: float) -> dict[str, tuple[int, int]]:
