@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,20 +171,20 @@ def _federate(
     dim = nodes[0].x.shape[1] + 1
     rng = np.random.default_rng([seed, 11])
     per_round = min(len(nodes), max(min_nodes, math.ceil(participation * len(nodes))))
+    plan = _Plan(
+        rounds,
+        dim,
+        per_round,
+        params,
+        rng,
+        strategy,
+        min(min_nodes, per_round),
+        trim_ratio,
+        fedbuff_k,
+    )
     run = _fedbuff_rounds if strategy == "fedbuff" else _batch_rounds
     result = FederatedResult(LogisticRegressionModel(init_weights(dim - 1), scaler))
-    for outcome in run(
-        nodes,
-        rounds,
-        dim=dim,
-        per_round=per_round,
-        params=params,
-        rng=rng,
-        strategy=strategy,
-        min_nodes=min(min_nodes, per_round),
-        trim_ratio=trim_ratio,
-        fedbuff_k=fedbuff_k,
-    ):
+    for outcome in run(nodes, plan):
         result.model = LogisticRegressionModel(outcome.weights, scaler)
         stats = _record(outcome, nodes, strategy, log)
         result.history.append(stats)
@@ -193,26 +193,33 @@ def _federate(
     return result
 
 
-def _batch_rounds(
-    nodes: list[_Node],
-    rounds: int,
-    *,
-    dim: int,
-    per_round: int,
-    params: TrainingParams,
-    rng: np.random.Generator,
-    strategy: str,
-    min_nodes: int,
-    trim_ratio: float,
-    fedbuff_k: int | None,
-) -> Any:
+@dataclass(frozen=True)
+class _Plan:
+    """What both round loops need to know."""
+
+    rounds: int
+    dim: int
+    per_round: int
+    params: TrainingParams
+    rng: np.random.Generator
+    strategy: str
+    min_nodes: int
+    trim_ratio: float
+    fedbuff_k: int | None
+
+
+def _batch_rounds(nodes: list[_Node], plan: _Plan) -> Iterator[RoundOutcome]:
     agg = BatchAggregator(
-        dim=dim, min_nodes=min_nodes, max_age_s=math.inf, strategy=strategy, trim_ratio=trim_ratio
+        dim=plan.dim,
+        min_nodes=plan.min_nodes,
+        max_age_s=math.inf,
+        strategy=plan.strategy,
+        trim_ratio=plan.trim_ratio,
     )
-    for r in range(rounds):
-        for idx in sorted(rng.choice(len(nodes), per_round, replace=False)):
+    for r in range(plan.rounds):
+        for idx in sorted(plan.rng.choice(len(nodes), plan.per_round, replace=False)):
             node = nodes[idx]
-            w = params.train(agg.weights, node.x, node.y, rng)
+            w = plan.params.train(agg.weights, node.x, node.y, plan.rng)
             loss = log_loss(w, node.x, node.y)
             agg.submit(
                 ClientUpdate(node.node_id, w, len(node.y), agg.version, float(r), local_loss=loss)
@@ -222,30 +229,18 @@ def _batch_rounds(
             yield outcome
 
 
-def _fedbuff_rounds(
-    nodes: list[_Node],
-    rounds: int,
-    *,
-    dim: int,
-    per_round: int,
-    params: TrainingParams,
-    rng: np.random.Generator,
-    strategy: str,
-    min_nodes: int,
-    trim_ratio: float,
-    fedbuff_k: int | None,
-) -> Any:
+def _fedbuff_rounds(nodes: list[_Node], plan: _Plan) -> Iterator[RoundOutcome]:
     """Asynchrony by simulation: each node trains from the version it last saw,
     so updates arrive with real version staleness."""
-    agg = FedBuffAggregator(dim=dim, k=fedbuff_k or max(1, per_round // 2))
+    agg = FedBuffAggregator(dim=plan.dim, k=plan.fedbuff_k or max(1, plan.per_round // 2))
     base = {n.node_id: 0 for n in nodes}
     produced, tick = 0, 0
-    while produced < rounds and tick < rounds * 100:
+    while produced < plan.rounds and tick < plan.rounds * 100:
         tick += 1
-        for idx in rng.choice(len(nodes), per_round, replace=False):
+        for idx in plan.rng.choice(len(nodes), plan.per_round, replace=False):
             node = nodes[idx]
             start = agg.history.get(base[node.node_id], agg.weights)
-            w = params.train(start, node.x, node.y, rng)
+            w = plan.params.train(start, node.x, node.y, plan.rng)
             update = ClientUpdate(
                 node.node_id,
                 w,
@@ -259,7 +254,7 @@ def _fedbuff_rounds(
             if outcome is not None:
                 produced += 1
                 yield outcome
-                if produced >= rounds:
+                if produced >= plan.rounds:
                     return
 
 
