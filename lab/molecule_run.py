@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Run Molecule scenarios one after another and record how long each step took.
+
+    python3 lab/molecule_run.py default scale_out
+
+Both scenarios use the one lab image (lab/image/build.sh builds it only when
+it changed) and the shared artifact cache mounted read-only, so nothing is
+downloaded inside the containers. The step timings (create, converge,
+idempotence, side_effect, verify, destroy) go to reports/molecule/timings.json.
+Exit status: non-zero when a scenario failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+REPORT_DIR = ROOT / "reports" / "molecule"
+# Molecule prints "INFO     [<scenario> > <action>] Executing" at the start of each step
+# (older releases: "INFO  <scenario> ➜ <action>: Executing").
+ACTION = re.compile(r"INFO\s+\[?\S+\s+[>➜]\s+(\w+)\]?:?\s+(Executing|Starting)", re.I)
+LAB_NAMES = ("cloud", "fog-1", "fog-2", "fog-3", "device-1")
+
+
+def demo_lab_running() -> list[str]:
+    """Containers of `make demo` share the names Molecule uses."""
+    try:
+        out = subprocess.run(
+            ["docker", "ps", "-a", "--filter", "label=fedge.lab=true", "--format", "{{.Names}}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [n for n in out.split() if n in LAB_NAMES]
+
+
+def run_scenario(name: str, log_dir: Path) -> dict[str, object]:
+    log_path = log_dir / f"{name}.log"
+    env = dict(os.environ, PY_COLORS="0", ANSIBLE_FORCE_COLOR="0", MOLECULE_NO_LOG="false")
+    cmd = [sys.executable, "-m", "molecule", "test", "-s", name]
+    steps: dict[str, float] = {}
+    current: tuple[str, float] | None = None
+    start = time.monotonic()
+    print(f"[molecule] {name}: {' '.join(cmd)} (log: {log_path.relative_to(ROOT)})", flush=True)
+    with (
+        log_path.open("w", encoding="utf-8") as log,
+        subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        ) as proc,
+    ):
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            m = ACTION.search(line)
+            if m and m.group(2).lower() in ("executing", "starting"):
+                now = time.monotonic()
+                if current:
+                    steps[current[0]] = steps.get(current[0], 0.0) + now - current[1]
+                current = (m.group(1).lower(), now)
+                print(f"[molecule] {name}: {current[0]} ... (+{now - start:.0f} s)", flush=True)
+            elif line.startswith(("PLAY RECAP", "fatal:", "failed:")) or "ERROR" in line:
+                print(f"[molecule] {name}: {line.rstrip()}", flush=True)
+        rc = proc.wait()
+    if current:
+        steps[current[0]] = steps.get(current[0], 0.0) + time.monotonic() - current[1]
+    total = time.monotonic() - start
+    status = "passed" if rc == 0 else "failed"
+    print(f"[molecule] {name}: {status} in {total:.0f} s", flush=True)
+    return {
+        "scenario": name,
+        "status": status,
+        "rc": rc,
+        "seconds": round(total, 1),
+        "steps_seconds": {k: round(v, 1) for k, v in steps.items()},
+        "log": str(log_path.relative_to(ROOT)),
+    }
+
+
+def main(argv: list[str]) -> int:
+    scenarios = argv or ["default", "scale_out"]
+    clash = demo_lab_running()
+    if clash:
+        print(
+            f"[molecule] the demo lab is running ({', '.join(clash)}): run `make demo-down` first",
+            file=sys.stderr,
+        )
+        return 2
+    REPORT_DIR.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    results = []
+    for name in scenarios:
+        result = run_scenario(name, REPORT_DIR)
+        (REPORT_DIR / f"{name}.json").write_text(
+            json.dumps(result, indent=2) + "\n", encoding="utf-8"
+        )
+        results.append(result)
+    summary = {"total_seconds": round(time.monotonic() - start, 1), "scenarios": results}
+    (REPORT_DIR / "timings.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    passed = sum(r["status"] == "passed" for r in results)
+    print(
+        f"[molecule] total {summary['total_seconds']:.0f} s; "
+        "timings in reports/molecule/timings.json"
+    )
+    print(f"molecule: {passed} passed, {len(results) - passed} failed")
+    return 0 if passed == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
