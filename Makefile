@@ -7,10 +7,11 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv artifacts demo bench-report test test-fast test-integration test-browser lint fmt simulate bench clean
+.PHONY: help venv demo bench-report test test-lab test-fast test-integration test-browser lint fmt simulate bench clean
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -hE '^## [a-z-]+: ' mk/lab.mk | sed -E 's/^## ([a-z-]+): /  \1\t/' | awk -F'\t' '{printf "  %-18s %s\n", $$1, $$2}' | sed 's/^    /  /'
 
 venv: $(VENV)/.installed ## Create the virtual environment with every dev dependency
 
@@ -20,8 +21,11 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $@
 
-test: venv ## The whole test suite (unit, integration on real brokers, browser, lab)
-	$(PYTEST) tests
+test: venv ## The test suite: unit, integration on real brokers, browser (see test-lab)
+	$(PYTEST) -m "not lab" tests
+
+test-lab: venv ## The Molecule scenarios on the container lab (default, scale_out)
+	$(PYTEST) -m lab tests/lab
 
 test-fast: venv ## Unit tests only: seconds, no brokers
 	$(PYTEST) -q tests/unit
@@ -36,13 +40,11 @@ lint: venv ## ruff, mypy, yamllint, ansible-lint
 	$(VENV)/bin/ruff check fl_runtime tests
 	$(VENV)/bin/ruff format --check fl_runtime tests
 	$(VENV)/bin/mypy fl_runtime
+	$(MAKE) lint-ansible
 
 fmt: venv ## Format the Python code
 	$(VENV)/bin/ruff format fl_runtime tests
 	$(VENV)/bin/ruff check --fix fl_runtime tests
-
-artifacts: venv ## Fetch Kafka, Spark's Kafka connector and the host wheels into .artifacts/
-	$(VENV)/bin/fl artifacts fetch
 
 simulate: venv ## fl simulate with the default non-IID federation
 	$(VENV)/bin/fl simulate --nodes 5 --rounds 20
@@ -53,10 +55,13 @@ bench: venv ## Micro-benchmarks with same-run baselines
 clean: ## Remove build output (keeps the venv and the artifact cache)
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache reports
 
-demo: venv ## The main job (for now: fl simulate and its report; the containerized lab is next)
+demo: venv ## Federate five simulated fog nodes in-process and write the report (lab-demo: containers)
 	rm -f reports/demo/aggregation.jsonl && mkdir -p reports/demo
 	$(VENV)/bin/fl simulate --nodes 5 --rounds 20 --log reports/demo/aggregation.jsonl
 	$(VENV)/bin/fl report --log reports/demo/aggregation.jsonl --out reports/demo
 
 bench-report: venv ## Offline report render time for 200 rounds x 50 nodes
 	$(PY) benchmarks/bench_report.py
+
+# The Ansible side: lint, the container lab, Molecule, lab-demo.
+include mk/lab.mk

@@ -12,7 +12,7 @@ LAB_PLAYBOOKS := $(wildcard playbooks/*.yml)
 LAB_INVENTORIES := inventories/lab inventories/containers inventories/single-host
 
 .PHONY: lab-setup lab-deps lab-image lab-up lab-down lab-artifacts lint-ansible syntax-ansible \
-        molecule molecule-default molecule-scale-out demo demo-down bench-deploy lab-status
+        molecule molecule-default molecule-scale-out lab-demo demo-down bench-deploy lab-status
 
 ## lab-setup: apt-install Podman, runc, debootstrap (idempotent) and start the Podman API socket
 lab-setup:
@@ -45,8 +45,8 @@ lab-down demo-down: lab-deps
 lab-status: lab-deps
 	$(LAB_ENV) ansible-playbook -i $(LAB_INV) playbooks/status.yml
 
-## demo: lab up, artifacts, site.yml, >= 10 rounds, summary (reports/demo/summary.json)
-demo: lab-image lab-deps
+## lab-demo: lab up, artifacts, site.yml, >= 10 rounds, summary (reports/demo/summary.json)
+lab-demo: lab-image lab-deps
 	$(LAB_ENV) python3 lab/demo.py demo
 
 ## bench-deploy: fresh lab, first converge, re-converge; checks re-converge <= 30% of first
