@@ -14,18 +14,17 @@ import shutil
 import subprocess
 import uuid
 from pathlib import Path
-from types import TracebackType
 
 from confluent_kafka.admin import AdminClient
 
 from fl_runtime.artifacts import kafka_home
 from tests.harness.ports import LOOPBACK, free_ports, is_listening, wait_until
-from tests.harness.process import ManagedProcess
+from tests.harness.process import ManagedProcess, ManagedServer
 
 NODE_ID = 1
 
 
-class KafkaBroker:
+class KafkaBroker(ManagedServer):
     """``start()``, then use ``bootstrap``; ``stop()``/``kill()`` and ``start()`` again."""
 
     def __init__(
@@ -53,13 +52,6 @@ class KafkaBroker:
     def bootstrap(self) -> str:
         return f"{LOOPBACK}:{self.port}"
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid
-
-    def running(self) -> bool:
-        return self._process.running()
-
     def start(self, timeout: float = 90.0) -> KafkaBroker:
         """Start (formatting on first use) and wait until metadata requests are answered."""
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -84,34 +76,8 @@ class KafkaBroker:
             self._process.kill()
             raise RuntimeError(f"Kafka did not become ready:\n{self._process.log_tail()}")
 
-    def stop(self) -> None:
-        """A clean shutdown (SIGTERM)."""
-        self._process.terminate()
-
-    def kill(self) -> None:
-        """A crash (SIGKILL); ``start()`` brings it back with the same data."""
-        self._process.kill()
-
-    def restart(self, timeout: float = 90.0) -> None:
-        self.stop()
-        self.start(timeout)
-
     def admin(self) -> AdminClient:
         return AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 3})
-
-    def log_tail(self, lines: int = 40) -> str:
-        return self._process.log_tail(lines)
-
-    def __enter__(self) -> KafkaBroker:
-        return self.start()
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def _dead(self) -> bool:
-        return self._process.exit_code() is not None
 
     def _answers(self) -> bool:
         if self._dead():

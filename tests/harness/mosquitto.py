@@ -5,18 +5,17 @@ from __future__ import annotations
 import getpass
 import shutil
 from pathlib import Path
-from types import TracebackType
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.harness.ports import LOOPBACK, free_port, is_listening, wait_until
-from tests.harness.process import ManagedProcess
+from tests.harness.process import ManagedProcess, ManagedServer
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 
 
-class MosquittoBroker:
+class MosquittoBroker(ManagedServer):
     """``start()``, then connect to ``host``:``port``; ``kill()``/``start()`` keep the data."""
 
     def __init__(
@@ -39,13 +38,6 @@ class MosquittoBroker:
         self._settings = (max_inflight, max_queued, autosave_interval)
         self._process = ManagedProcess("mosquitto", workdir / "mosquitto.log")
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid
-
-    def running(self) -> bool:
-        return self._process.running()
-
     def start(self, timeout: float = 20.0) -> MosquittoBroker:
         (self.workdir / "data").mkdir(parents=True, exist_ok=True)
         self.conf_path.write_text(self._conf(), encoding="utf-8")
@@ -55,32 +47,6 @@ class MosquittoBroker:
             self._process.kill()
             raise RuntimeError(f"Mosquitto did not become ready:\n{self._process.log_tail()}")
         return self
-
-    def stop(self) -> None:
-        """A clean shutdown (SIGTERM): the persistence file is written."""
-        self._process.terminate()
-
-    def kill(self) -> None:
-        """A crash (SIGKILL): only what the last autosave wrote survives."""
-        self._process.kill()
-
-    def restart(self, timeout: float = 20.0) -> None:
-        self.stop()
-        self.start(timeout)
-
-    def log_tail(self, lines: int = 40) -> str:
-        return self._process.log_tail(lines)
-
-    def __enter__(self) -> MosquittoBroker:
-        return self.start()
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def _dead(self) -> bool:
-        return self._process.exit_code() is not None
 
     def _client_connects(self, timeout: float) -> bool:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="harness-ready")

@@ -9,6 +9,8 @@ import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 _LIVE: set[ManagedProcess] = set()
 
@@ -81,3 +83,51 @@ class ManagedProcess:
 def _kill_leftovers() -> None:
     for proc in list(_LIVE):
         proc.kill()
+
+
+class ManagedServer:
+    """The lifecycle the harness's brokers share around one :class:`ManagedProcess`.
+
+    Subclasses set ``_process`` and implement ``start`` (spawn, then wait for real
+    readiness). ``stop`` is a clean shutdown (SIGTERM), ``kill`` a crash (SIGKILL);
+    both keep the server's data, so ``start`` brings the same server back.
+    """
+
+    _process: ManagedProcess
+
+    def start(self, timeout: float = 30.0) -> Self:
+        raise NotImplementedError
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    def running(self) -> bool:
+        return self._process.running()
+
+    def stop(self) -> None:
+        self._process.terminate()
+
+    def kill(self) -> None:
+        self._process.kill()
+
+    def restart(self, timeout: float | None = None) -> None:
+        self.stop()
+        if timeout is None:
+            self.start()  # each server's own default
+        else:
+            self.start(timeout)
+
+    def log_tail(self, lines: int = 40) -> str:
+        return self._process.log_tail(lines)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _dead(self) -> bool:
+        return self._process.exit_code() is not None
