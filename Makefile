@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv demo bench-report test test-lab test-fast test-integration test-browser lint fmt simulate bench clean
+.PHONY: help venv demo-local bench-report test test-lab test-fast test-integration test-browser lint fmt simulate bench clean
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -21,8 +21,9 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $@
 
-test: venv ## The test suite: unit, integration on real brokers, browser (see test-lab)
+test: venv ## Everything: unit, integration on real brokers, browser, then the Molecule scenarios
 	$(PYTEST) -m "not lab" tests
+	$(PYTEST) -m lab tests/lab
 
 test-lab: venv ## The Molecule scenarios on the container lab (default, scale_out)
 	$(PYTEST) -m lab tests/lab
@@ -55,13 +56,13 @@ bench: venv ## Micro-benchmarks with same-run baselines
 clean: ## Remove build output (keeps the venv and the artifact cache)
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache reports
 
-demo: venv ## Federate five simulated fog nodes in-process and write the report (lab-demo: containers)
-	rm -f reports/demo/aggregation.jsonl && mkdir -p reports/demo
-	$(VENV)/bin/fl simulate --nodes 5 --rounds 20 --log reports/demo/aggregation.jsonl
-	$(VENV)/bin/fl report --log reports/demo/aggregation.jsonl --out reports/demo
+demo-local: venv ## No containers: federate five simulated nodes in-process, report in reports/demo-local
+	rm -f reports/demo-local/aggregation.jsonl && mkdir -p reports/demo-local
+	$(VENV)/bin/fl simulate --nodes 5 --rounds 20 --log reports/demo-local/aggregation.jsonl
+	$(VENV)/bin/fl report --log reports/demo-local/aggregation.jsonl --out reports/demo-local
 
 bench-report: venv ## Offline report render time for 200 rounds x 50 nodes
 	$(PY) benchmarks/bench_report.py
 
-# The Ansible side: lint, the container lab, Molecule, lab-demo.
+# The Ansible side: lint, the container lab, Molecule, the demo.
 include mk/lab.mk

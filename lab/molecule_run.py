@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from streaming import stream
+
 ROOT = Path(__file__).resolve().parent.parent
 REPORT_DIR = ROOT / "reports" / "molecule"
 # Molecule prints "INFO     [<scenario> > <action>] Executing" at the start of each step
@@ -45,37 +47,25 @@ def demo_lab_running() -> list[str]:
 
 def run_scenario(name: str, log_dir: Path) -> dict[str, object]:
     log_path = log_dir / f"{name}.log"
-    env = dict(os.environ, PY_COLORS="0", ANSIBLE_FORCE_COLOR="0", MOLECULE_NO_LOG="false")
     cmd = [sys.executable, "-m", "molecule", "test", "-s", name]
     steps: dict[str, float] = {}
     current: tuple[str, float] | None = None
     start = time.monotonic()
     print(f"[molecule] {name}: {' '.join(cmd)} (log: {log_path.relative_to(ROOT)})", flush=True)
-    with (
-        log_path.open("w", encoding="utf-8") as log,
-        subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-        ) as proc,
-    ):
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            log.write(line)
-            m = ACTION.search(line)
-            if m and m.group(2).lower() in ("executing", "starting"):
-                now = time.monotonic()
-                if current:
-                    steps[current[0]] = steps.get(current[0], 0.0) + now - current[1]
-                current = (m.group(1).lower(), now)
-                print(f"[molecule] {name}: {current[0]} ... (+{now - start:.0f} s)", flush=True)
-            elif line.startswith(("PLAY RECAP", "fatal:", "failed:")) or "ERROR" in line:
-                print(f"[molecule] {name}: {line.rstrip()}", flush=True)
-        rc = proc.wait()
+
+    def on_line(line: str) -> None:
+        nonlocal current
+        m = ACTION.search(line)
+        if m:
+            now = time.monotonic()
+            if current:
+                steps[current[0]] = steps.get(current[0], 0.0) + now - current[1]
+            current = (m.group(1).lower(), now)
+            print(f"[molecule] {name}: {current[0]} ... (+{now - start:.0f} s)", flush=True)
+        elif line.startswith(("PLAY RECAP", "fatal:", "failed:")) or "ERROR" in line:
+            print(f"[molecule] {name}: {line.rstrip()}", flush=True)
+
+    rc = stream(cmd, log_path, on_line, cwd=ROOT, env=dict(os.environ, MOLECULE_NO_LOG="false"))
     if current:
         steps[current[0]] = steps.get(current[0], 0.0) + time.monotonic() - current[1]
     total = time.monotonic() - start

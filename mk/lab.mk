@@ -1,4 +1,4 @@
-# fedge: the Ansible side — lint, the container lab, Molecule, the demo.
+# fedge: the Ansible side: lint, the container lab, Molecule, the demo.
 # Included by the main Makefile (include mk/lab.mk). Every target works on a
 # fresh Debian machine after `make lab-setup` (apt packages, Podman socket).
 
@@ -12,7 +12,7 @@ LAB_PLAYBOOKS := $(wildcard playbooks/*.yml)
 LAB_INVENTORIES := inventories/lab inventories/containers inventories/single-host
 
 .PHONY: lab-setup lab-deps lab-image lab-up lab-down lab-artifacts lint-ansible syntax-ansible \
-        molecule molecule-default molecule-scale-out lab-demo demo-down bench-deploy lab-status
+        molecule molecule-default molecule-scale-out demo demo-down bench-deploy lab-status
 
 ## lab-setup: apt-install Podman, runc, debootstrap (idempotent) and start the Podman API socket
 lab-setup:
@@ -45,12 +45,12 @@ lab-down demo-down: lab-deps
 lab-status: lab-deps
 	$(LAB_ENV) ansible-playbook -i $(LAB_INV) playbooks/status.yml
 
-## lab-demo: lab up, artifacts, site.yml, >= 10 rounds, summary (reports/demo/summary.json)
-lab-demo: lab-image lab-deps
+## demo: the lab end to end: artifacts, containers, site.yml, >= 10 rounds with every fog node, summary and report in reports/demo
+demo: venv lab-image lab-deps
 	$(LAB_ENV) python3 lab/demo.py demo
 
-## bench-deploy: fresh lab, first converge, re-converge; checks re-converge <= 30% of first
-bench-deploy: lab-image lab-deps
+## bench-deploy: fresh lab, first converge, re-converge; prints the ratio (target <= 30%)
+bench-deploy: venv lab-image lab-deps
 	$(LAB_ENV) python3 lab/demo.py bench
 
 ## lint-ansible: yamllint, ansible-lint (production profile) and --syntax-check of every playbook x inventory
