@@ -81,6 +81,24 @@ def run_scenario(name: str, log_dir: Path) -> dict[str, object]:
     }
 
 
+def fetch_artifacts() -> int:
+    """Fill .artifacts (Kafka, the Spark connector, the wheels), which the scenarios mount.
+
+    `fl artifacts fetch` skips what is already cached and intact, and rebuilds the
+    fl-runtime wheel when the source changed, so the lab runs the code under test.
+    """
+    fl = Path(sys.executable).parent / "fl"
+    cmd = [str(fl), "artifacts", "fetch", "--cache", str(ROOT / ".artifacts")]
+    log_path = REPORT_DIR / "artifacts.log"
+    print(f"[molecule] artifacts: {' '.join(cmd)} (log: {log_path.relative_to(ROOT)})", flush=True)
+    rc = stream(
+        cmd, log_path, lambda line: print(f"[molecule] {line.rstrip()}", flush=True), cwd=ROOT
+    )
+    if rc != 0:
+        print(f"[molecule] artifacts: fetch failed (rc {rc})", file=sys.stderr)
+    return rc
+
+
 def main(argv: list[str]) -> int:
     scenarios = argv or ["default", "scale_out"]
     clash = demo_lab_running()
@@ -91,6 +109,8 @@ def main(argv: list[str]) -> int:
         )
         return 2
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
+    if fetch_artifacts() != 0:
+        return 2
     start = time.monotonic()
     results = []
     for name in scenarios:

@@ -35,7 +35,7 @@ lab-artifacts: lab-deps
 lab-up: lab-image lab-deps
 	$(LAB_ENV) ansible-playbook -i $(LAB_INV) lab/lab.yml
 
-## lab-down / demo-down: remove the lab containers and network
+## demo-down: remove the lab containers and network (also: lab-down)
 lab-down demo-down: lab-deps
 	$(LAB_ENV) if curl -fsS --max-time 5 --unix-socket /run/podman/podman.sock http://d/_ping >/dev/null 2>&1 || docker info >/dev/null 2>&1; then \
 	  ansible-playbook -i $(LAB_INV) lab/lab.yml -e lab_state=absent; \
