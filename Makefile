@@ -38,15 +38,15 @@ test-browser: venv ## Dashboard tests in headless Chromium
 	$(PYTEST) -m browser tests
 
 lint: venv ## ruff, mypy, yamllint, ansible-lint
-	$(VENV)/bin/ruff check fl_runtime tests lab roles/common/files
-	$(VENV)/bin/ruff format --check fl_runtime tests lab roles/common/files
+	$(VENV)/bin/ruff check fl_runtime tests lab plugins roles/common/files
+	$(VENV)/bin/ruff format --check fl_runtime tests lab plugins roles/common/files
 	$(VENV)/bin/mypy fl_runtime
 	$(VENV)/bin/mypy --strict lab/demo.py lab/molecule_run.py lab/streaming.py
 	$(MAKE) lint-ansible
 
 fmt: venv ## Format the Python code
-	$(VENV)/bin/ruff format fl_runtime tests lab roles/common/files
-	$(VENV)/bin/ruff check --fix fl_runtime tests lab roles/common/files
+	$(VENV)/bin/ruff format fl_runtime tests lab plugins roles/common/files
+	$(VENV)/bin/ruff check --fix fl_runtime tests lab plugins roles/common/files
 
 simulate: venv ## fl simulate with the default non-IID federation
 	$(VENV)/bin/fl simulate --nodes 5 --rounds 20
