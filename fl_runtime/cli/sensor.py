@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -14,6 +16,18 @@ from fl_runtime.sensor import TRANSPORTS, SensorSettings, run_sensor
 from fl_runtime.service import Shutdown, setup_logging
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+_INVOCATION_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def run_id_from_environment(env: Mapping[str, str]) -> str | None:
+    """A run id from systemd's INVOCATION_ID, which is new at every start of a unit.
+
+    A sensor restarted by systemd then never reuses the message ids of its last
+    run, so the bridge's and Kafka's de-duplication by id stays exact. Outside
+    systemd there is no such variable and the simulator keeps ``s<seed>``.
+    """
+    invocation = env.get("INVOCATION_ID", "")
+    return f"i{invocation[:16]}" if _INVOCATION_ID.match(invocation) else None
 
 
 @click.command("sensor")
@@ -51,7 +65,10 @@ _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 @click.option(
     "--run-id",
     default=None,
-    help="Part of every message id; give each run its own (default: 's<seed>').",
+    help=(
+        "Part of every message id; give each run its own. Default: under systemd, one "
+        "from the unit's INVOCATION_ID (new at every start); otherwise 's<seed>'."
+    ),
 )
 @click.option(
     "--ids-file",
@@ -96,6 +113,8 @@ def command(
     node = node_id if node_id is not None else cfg.node_id
     if not NODE_ID_PATTERN.match(node):
         raise ConfigError("--node-id", f"{node!r} must match {NODE_ID_PATTERN.pattern}")
+    if run_id is None:
+        run_id = run_id_from_environment(os.environ)
     if run_id is not None and not _RUN_ID.match(run_id):
         raise ConfigError("--run-id", f"{run_id!r} must match {_RUN_ID.pattern}")
     settings = SensorSettings(

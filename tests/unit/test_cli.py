@@ -40,3 +40,22 @@ def test_bench_sgd_prints_both_figures() -> None:
     assert doc["fl_runtime_samples_per_s"] > 0
     assert doc["sklearn_samples_per_s"] > 0
     assert doc["ratio_vs_sklearn"] > 0
+
+
+def test_sensor_run_id_is_new_at_every_systemd_start() -> None:
+    # Prepare: two starts of one unit get two INVOCATION_IDs from systemd.
+    from fl_runtime.cli.sensor import run_id_from_environment
+    from fl_runtime.simulator import NodeSimulator
+
+    first = run_id_from_environment({"INVOCATION_ID": "0123456789abcdef0123456789abcdef"})
+    second = run_id_from_environment({"INVOCATION_ID": "fedcba9876543210fedcba9876543210"})
+    # Execute
+    ids = [
+        {r.message_id for r in NodeSimulator("1", seed=42, run_id=run).readings(20, 0.0, 10.0)}
+        for run in (first, second)
+    ]
+    # Assert: distinct message ids across restarts; outside systemd the default stays.
+    assert first == "i0123456789abcdef"
+    assert ids[0].isdisjoint(ids[1])
+    assert run_id_from_environment({}) is None
+    assert run_id_from_environment({"INVOCATION_ID": "not-a-systemd-id"}) is None
