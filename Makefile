@@ -23,10 +23,10 @@ $(VENV)/.installed: pyproject.toml
 
 test: venv ## Everything: unit, integration on real brokers, browser, then the Molecule scenarios
 	$(PYTEST) -m "not lab" tests
-	$(PYTEST) -m lab tests/lab
+	$(PYTEST) -s -m lab tests/lab
 
-test-lab: venv ## The Molecule scenarios on the container lab (default, scale_out)
-	$(PYTEST) -m lab tests/lab
+test-lab: venv ## The Molecule scenarios on the container lab (default, scale_out), with progress
+	$(PYTEST) -s -m lab tests/lab
 
 test-fast: venv ## Unit tests only: seconds, no brokers
 	$(PYTEST) -q tests/unit
