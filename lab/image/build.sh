@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build the fedge lab base image (systemd + Python + the slow OS packages).
-#   default: debootstrap --variant=minbase bookworm -> import -> Containerfile
-#   FEDGE_IMAGE_SOURCE=registry: docker build of Dockerfile (FROM debian:bookworm)
-# The image is rebuilt only when provision.sh or the Containerfile change
+#   default: debootstrap --variant=minbase bookworm -> import -> Dockerfile
+#            with BASE=localhost/fedge-rootfs:bookworm (no registry needed)
+#   FEDGE_IMAGE_SOURCE=registry: the same Dockerfile FROM debian:bookworm
+# The image is rebuilt only when provision.sh or the Dockerfile change
 # (their hash is stored as a label), so every scenario reuses one build.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -15,7 +16,7 @@ export CONTAINERS_CONF="${CONTAINERS_CONF:-${HERE}/../podman/containers.conf}"
 if command -v podman >/dev/null 2>&1; then CTR=podman; else CTR=docker; fi
 log() { printf '[lab-image] %s\n' "$*" >&2; }
 
-hash="$(cat "$HERE/provision.sh" "$HERE/Containerfile" "$HERE/Dockerfile" | sha256sum | cut -c1-16)"
+hash="$(cat "$HERE/provision.sh" "$HERE/Dockerfile" | sha256sum | cut -c1-16)"
 current="$($CTR image inspect --format '{{ index .Config.Labels "fedge.hash" }}' "$IMAGE" 2>/dev/null || true)"
 if [[ "$current" == "$hash" && "${FEDGE_IMAGE_REBUILD:-0}" != 1 ]]; then
   log "$IMAGE is up to date (hash $hash)"
@@ -37,6 +38,6 @@ else
     tar -C "$rootfs" -c . | $CTR import - "$ROOTFS_IMAGE" >/dev/null
   fi
   log "provisioning $IMAGE (systemd, Python, JRE, Mosquitto, chrony)"
-  $CTR build --label "fedge.hash=$hash" -t "$IMAGE" -f "$HERE/Containerfile" "$HERE"
+  $CTR build --label "fedge.hash=$hash" --build-arg "BASE=$ROOTFS_IMAGE" -t "$IMAGE" -f "$HERE/Dockerfile" "$HERE"
 fi
 log "built $IMAGE in $(( $(date +%s) - start )) s"
