@@ -34,7 +34,7 @@ def demo_lab_running() -> list[str]:
     """Containers of `make demo` share the names Molecule uses."""
     try:
         out = subprocess.run(
-            ["docker", "ps", "-a", "--filter", "label=fedge.lab=true", "--format", "{{.Names}}"],
+            ["docker", "ps", "-a", "--filter", "label=fedge.lab=demo", "--format", "{{.Names}}"],
             capture_output=True,
             text=True,
             timeout=30,
