@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Prepare a fresh Debian/Ubuntu machine for the fedge container lab, idempotently:
-#   * apt-install Podman, runc, debootstrap and the helpers the lab uses;
+#   * install Podman, runc, debootstrap and the docker CLI (lab/setup-machine.sh,
+#     which owns the list of system packages);
 #   * start Podman's Docker-compatible API socket (unless a Docker engine answers).
 # Usage: lab/setup-podman.sh [install|start|stop|env]
-#   install  apt packages only            start  install + start the socket (default)
+#   install  system packages only  start  install + start the socket (default)
 #   stop     stop the socket we started   env    print the exports to use it
 set -euo pipefail
 
@@ -13,46 +14,12 @@ SOCK="${SOCK_DIR}/podman.sock"
 PIDFILE="${SOCK_DIR}/fedge-podman-service.pid"
 export CONTAINERS_CONF="${CONTAINERS_CONF:-${HERE}/podman/containers.conf}"
 
-APT_PACKAGES=(podman runc debootstrap uidmap slirp4netns iptables
-              ca-certificates curl jq)
-
 log() { printf '[setup-podman] %s\n' "$*" >&2; }
 
 docker_engine_answers() {
   # A real Docker engine (not our Podman socket) that already works.
   [[ -z "${DOCKER_HOST:-}" ]] && command -v docker >/dev/null 2>&1 \
     && timeout 10 docker info >/dev/null 2>&1
-}
-
-install_packages() {
-  local missing=()
-  for p in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
-      || missing+=("$p")
-  done
-  if ((${#missing[@]})); then
-    log "installing: ${missing[*]}"
-    local sudo=""; [[ $EUID -ne 0 ]] && sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
-  else
-    log "apt packages present"
-  fi
-}
-
-install_docker_client() {
-  # Molecule's docker driver and connection call the `docker` CLI. Debian 12
-  # ships it only in docker.io; install that without starting its daemon.
-  command -v docker >/dev/null 2>&1 && return 0
-  log "installing the docker client (docker.io, daemon not started)"
-  local sudo=""; [[ $EUID -ne 0 ]] && sudo="sudo"
-  local guard=/usr/sbin/policy-rc.d created=0
-  if [[ ! -e $guard ]]; then
-    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$guard" >/dev/null && $sudo chmod 0755 "$guard" && created=1
-  fi
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends docker.io || true
-  ((created)) && $sudo rm -f "$guard"
-  command -v docker >/dev/null 2>&1
 }
 
 socket_answers() {
@@ -96,13 +63,12 @@ print_env() {
 }
 
 case "${1:-start}" in
-  install) install_packages ;;
+  install) "$HERE/setup-machine.sh" ;;
   start)
     if docker_engine_answers; then
       log "a Docker engine answers; Podman not needed"
     else
-      install_packages
-      install_docker_client
+      "$HERE/setup-machine.sh"
       start_service
     fi ;;
   stop) stop_service ;;
