@@ -7,11 +7,18 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv demo-local bench-report test test-lab test-fast test-integration test-browser lint fmt simulate bench clean
+.PHONY: help setup doctor venv demo-local bench-report test test-lab test-fast test-integration test-browser lint fmt simulate bench clean
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-18s %s\n", $$1, $$2}'
 	@grep -hE '^## [a-z-]+: ' mk/lab.mk | sed -E 's/^## ([a-z-]+): /  \1\t/' | awk -F'\t' '{printf "  %-18s %s\n", $$1, $$2}' | sed 's/^    /  /'
+
+setup: ## Install what a fresh machine lacks (Java, Maven, Mosquitto, Chromium, kcat, Podman), idempotent
+	lab/setup-machine.sh
+	lab/setup-podman.sh start
+
+doctor: setup venv lab-image lab-deps ## Preflight: engine, systemd container, names, Java, Maven, disk, memory, ports
+	$(LAB_ENV) $(PY) lab/doctor.py $(DOCTOR_ARGS)
 
 venv: $(VENV)/.installed ## Create the virtual environment with every dev dependency
 
@@ -21,7 +28,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $@
 
-test: venv ## Everything: unit, integration on real brokers, browser, then the Molecule scenarios
+test: doctor ## Everything (sets the machine up first): unit, integration, browser, then Molecule
 	$(PYTEST) -m "not lab" tests
 	$(PYTEST) -s -m lab tests/lab
 
@@ -41,7 +48,7 @@ lint: venv ## ruff, mypy, yamllint, ansible-lint
 	$(VENV)/bin/ruff check fl_runtime tests lab plugins roles/common/files
 	$(VENV)/bin/ruff format --check fl_runtime tests lab plugins roles/common/files
 	$(VENV)/bin/mypy fl_runtime
-	$(VENV)/bin/mypy --strict lab/demo.py lab/molecule_run.py lab/streaming.py
+	$(VENV)/bin/mypy --strict lab/*.py
 	$(MAKE) lint-ansible
 
 fmt: venv ## Format the Python code
