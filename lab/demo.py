@@ -131,6 +131,19 @@ def wait_rounds(
         time.sleep(5)
 
 
+def run_clients() -> bool:
+    """Run the README's "Reach the lab" block (lab/clients.py) against the running lab."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "lab" / "clients.py")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    for line in done.stdout.splitlines():
+        say(f"  {line}")
+    return done.returncode == 0
+
+
 def fmt(value: object) -> str:
     return f"{value:.4f}" if isinstance(value, float) else "-"
 
@@ -246,6 +259,7 @@ def main() -> int:
     )
 
     rounds: list[dict[str, object]] = []
+    clients_ok = False
     fog_ids = fog_node_ids()
     if args.mode == "demo":
         say(
@@ -253,6 +267,8 @@ def main() -> int:
             f" (the log is {CLOUD}:{AGG_LOG})"
         )
         timings["rounds_s"], rounds = wait_rounds(args.rounds, fog_ids, args.timeout)
+        say("the README's operator clients (kcat, mosquitto_sub, mosquitto_pub) from this machine")
+        clients_ok = run_clients()
 
     timings["reconverge_s"], second = ansible(
         ["-i", INVENTORY, "playbooks/site.yml"], out_dir / "converge-2.log", "re-converge"
@@ -285,6 +301,7 @@ def main() -> int:
         summary["rounds_with_all_nodes"] = sum(bool(r["all_nodes"]) for r in rows)
         summary["participating_nodes"] = sorted({n for r in rounds for n in nodes_of(r)})
         summary["report"] = write_report(out_dir)
+        summary["readme_clients_work"] = clients_ok
         summary["dashboard"] = {
             "url": DASHBOARD_URL,
             "answers": dashboard_answers(DASHBOARD_URL + "/api/health"),
@@ -295,6 +312,9 @@ def main() -> int:
     print_summary(args.mode, summary, out_dir / name)
     if changed:
         print(f"re-converge changed hosts: {changed}", file=sys.stderr)
+    if rounds and not summary["readme_clients_work"]:
+        print("demo: the README's kcat/mosquitto examples failed against the lab", file=sys.stderr)
+        return 1
     if args.mode == "bench" and ratio > 0.30:
         print(
             f"bench-deploy: re-converge took {ratio:.0%} of the first converge (> 30%)",
