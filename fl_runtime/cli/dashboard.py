@@ -142,7 +142,7 @@ def _serve(
         load_credentials,
         make_server,
     )
-    from fl_runtime.service import setup_logging
+    from fl_runtime.service.common import setup_logging
 
     if auth_file is None and not is_loopback(host):
         raise click.UsageError(

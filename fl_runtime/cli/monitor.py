@@ -6,8 +6,8 @@ import time
 
 import click
 
-from fl_runtime.agglog import RoundRecord, iter_log
 from fl_runtime.cli._common import config_option, emit_json, friendly_errors, load
+from fl_runtime.cloud.agglog import RoundRecord, iter_log
 
 
 def _f(value: float | None, digits: int = 4) -> str:

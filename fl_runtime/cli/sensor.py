@@ -11,9 +11,9 @@ import click
 
 from fl_runtime.cli._common import config_option, friendly_errors, load
 from fl_runtime.config import NODE_ID_PATTERN
+from fl_runtime.edge.sensor import TRANSPORTS, SensorSettings, run_sensor
 from fl_runtime.errors import ConfigError, ServiceError
-from fl_runtime.sensor import TRANSPORTS, SensorSettings, run_sensor
-from fl_runtime.service import Shutdown, setup_logging
+from fl_runtime.service.common import Shutdown, setup_logging
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 _INVOCATION_ID = re.compile(r"^[0-9a-f]{32}$")

@@ -9,8 +9,7 @@ import click
 import numpy as np
 
 from fl_runtime.cli._common import config_option, emit_json, friendly_errors, load, progress
-from fl_runtime.partition import dirichlet, iid, load_labelled
-from fl_runtime.simulation import (
+from fl_runtime.sim.federation import (
     SIM_STRATEGIES,
     Comparison,
     RoundStats,
@@ -18,6 +17,7 @@ from fl_runtime.simulation import (
     compare,
     simulator_partitions,
 )
+from fl_runtime.sim.partition import dirichlet, iid, load_labelled
 
 
 @click.command("simulate")

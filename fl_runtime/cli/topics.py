@@ -7,7 +7,7 @@ from dataclasses import asdict
 import click
 
 from fl_runtime.cli._common import config_option, emit_json, friendly_errors, load
-from fl_runtime.topics import (
+from fl_runtime.service.topics import (
     DEFAULT_TIMEOUT,
     admin_client,
     desired_topics,

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from fl_runtime.agglog import RoundRecord, read_log
-from fl_runtime.aggregator import load_latest_global
+from fl_runtime.cloud.agglog import RoundRecord, read_log
+from fl_runtime.cloud.aggregator import load_latest_global
 from fl_runtime.config import load_config
-from fl_runtime.messages import EvalCounts, FeatureStatsMsg, WeightUpdate, encode_update
+from fl_runtime.core.messages import EvalCounts, FeatureStatsMsg, WeightUpdate, encode_update
 from tests.harness.kafka import KafkaBroker
 from tests.harness.ports import free_port, wait_until
 

@@ -22,13 +22,13 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from fl_runtime import artifacts
-from fl_runtime.agglog import RoundRecord, read_log
+from fl_runtime.cloud.agglog import RoundRecord, read_log
 from fl_runtime.config import Config, load_config
-from fl_runtime.deadletter import read_headers
-from fl_runtime.messages import WeightUpdate, decode_reading, encode_update
-from fl_runtime.model import Confusion
-from fl_runtime.simulation import compare, simulator_partitions
-from fl_runtime.simulator import node_dataset
+from fl_runtime.core.messages import WeightUpdate, decode_reading, encode_update
+from fl_runtime.core.model import Confusion
+from fl_runtime.edge.machines import node_dataset
+from fl_runtime.service.deadletter import read_headers
+from fl_runtime.sim.federation import compare, simulator_partitions
 from tests.harness.kafka import KafkaBroker
 from tests.harness.mosquitto import MosquittoBroker
 from tests.harness.ports import LOOPBACK, wait_until
@@ -192,7 +192,7 @@ def test_rounds_include_both_nodes_and_reach_the_f1_bar(stack: Stack) -> None:
     assert sum(1 for r in rounds if both(r)) >= 5
     latest = rounds[-1]
     # Score the latest global model (raw-feature weights) on fresh held-out simulator data.
-    from fl_runtime.aggregator import load_latest_global
+    from fl_runtime.cloud.aggregator import load_latest_global
 
     model = load_latest_global(stack.cfg)
     assert model is not None and model.version >= latest.global_version

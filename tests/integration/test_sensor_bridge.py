@@ -24,8 +24,8 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from fl_runtime.config import Config, load_config
-from fl_runtime.deadletter import read_headers
-from fl_runtime.topics import ensure_topics
+from fl_runtime.service.deadletter import read_headers
+from fl_runtime.service.topics import ensure_topics
 from tests.harness.kafka import KafkaBroker
 from tests.harness.mosquitto import MosquittoBroker
 from tests.harness.ports import LOOPBACK, free_port, wait_until

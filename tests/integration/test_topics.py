@@ -17,7 +17,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 from fl_runtime.cli import main
 from fl_runtime.config import Config, load_config
 from fl_runtime.errors import ConfigError, ServiceError
-from fl_runtime.topics import desired_topics, ensure_topics, list_topics
+from fl_runtime.service.topics import desired_topics, ensure_topics, list_topics
 from tests.harness.kafka import KafkaBroker
 
 

@@ -14,7 +14,12 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from fl_runtime.bridge import (
+from fl_runtime.config import load_config
+from fl_runtime.core.messages import SensorReading, encode_reading
+from fl_runtime.edge.machines import NodeSimulator
+from fl_runtime.edge.sensor import SensorMetrics, SensorResult, SensorSettings, Tracker, run_sensor
+from fl_runtime.errors import ConfigError
+from fl_runtime.fog.bridge import (
     BridgeCore,
     BridgeMetrics,
     Incoming,
@@ -24,13 +29,8 @@ from fl_runtime.bridge import (
     node_filter,
     parse_route,
 )
-from fl_runtime.config import load_config
-from fl_runtime.deadletter import read_headers
-from fl_runtime.errors import ConfigError
-from fl_runtime.messages import SensorReading, encode_reading
-from fl_runtime.sensor import SensorMetrics, SensorResult, SensorSettings, Tracker, run_sensor
-from fl_runtime.service import Shutdown
-from fl_runtime.simulator import NodeSimulator
+from fl_runtime.service.common import Shutdown
+from fl_runtime.service.deadletter import read_headers
 
 LOG = logging.getLogger("test")
 TEMPLATE = "factory/node-{node_id}/{device_id}/readings"

@@ -1,6 +1,6 @@
 """The simulated sensor: one fog node's devices publishing readings at a steady rate.
 
-Readings come from :class:`~fl_runtime.simulator.NodeSimulator`, are stamped with the
+Readings come from :class:`~fl_runtime.edge.machines.NodeSimulator`, are stamped with the
 time they are sent and go out over MQTT at QoS 1 to
 ``MQTT_TOPIC_TEMPLATE.format(node_id=..., device_id=...)`` (or, with the Kafka
 transport, straight to the node's Kafka topic keyed by device id). A reading counts
@@ -29,10 +29,10 @@ from typing import IO, Any, Protocol
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
 from fl_runtime.config import Config
+from fl_runtime.core.messages import SensorReading, encode_reading
+from fl_runtime.edge.machines import NodeSimulator
 from fl_runtime.errors import ServiceError
-from fl_runtime.messages import SensorReading, encode_reading
-from fl_runtime.service import Shutdown, event, kafka_producer_conf, start_metrics
-from fl_runtime.simulator import NodeSimulator
+from fl_runtime.service.common import Shutdown, event, kafka_producer_conf, start_metrics
 
 TRANSPORTS = ("mqtt", "kafka")
 _CHUNK = 1000  # readings drawn from the simulator at a time
@@ -244,7 +244,7 @@ class KafkaTransport:
                 client_id,
                 **{
                     "queue.buffering.max.messages": window + 100,
-                    "logger": logging.getLogger("fl_runtime.sensor.kafka"),
+                    "logger": logging.getLogger("fl_runtime.edge.sensor.kafka"),
                 },
             )
         )

@@ -18,12 +18,12 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from fl_runtime import deadletter
 from fl_runtime.config import Config
+from fl_runtime.core.messages import WeightUpdate, decode_global, encode_update
 from fl_runtime.errors import ServiceError, ValidationError
-from fl_runtime.fog import FogTrainer, Rejected
-from fl_runtime.messages import WeightUpdate, decode_global, encode_update
-from fl_runtime.service import (
+from fl_runtime.fog.trainer import FogTrainer, Rejected
+from fl_runtime.service import deadletter
+from fl_runtime.service.common import (
     Shutdown,
     event,
     kafka_consumer_conf,
@@ -31,7 +31,7 @@ from fl_runtime.service import (
     watermarks,
 )
 
-log = logging.getLogger("fl_runtime.fog")
+log = logging.getLogger("fl_runtime.fog.trainer")
 
 
 class GlobalModelListener(threading.Thread):

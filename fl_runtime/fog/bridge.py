@@ -32,11 +32,11 @@ from typing import Any, Protocol
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
-from fl_runtime import deadletter
 from fl_runtime.config import Config
+from fl_runtime.core.messages import decode_reading
 from fl_runtime.errors import ConfigError, ServiceError, ValidationError
-from fl_runtime.messages import decode_reading
-from fl_runtime.service import Shutdown, event, kafka_producer_conf, start_metrics
+from fl_runtime.service import deadletter
+from fl_runtime.service.common import Shutdown, event, kafka_producer_conf, start_metrics
 
 _KAFKA_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _REJECTIONS_LOGGED_PER_REASON = 10
@@ -395,7 +395,7 @@ def run_bridge(
                 # Room for a full window, a redelivered one after a reconnect, and dead letters.
                 "queue.buffering.max.messages": 4 * max_inflight + 1000,
                 "error_cb": functools.partial(_kafka_error, log),
-                "logger": logging.getLogger("fl_runtime.bridge.kafka"),
+                "logger": logging.getLogger("fl_runtime.fog.bridge.kafka"),
             },
         )
     )

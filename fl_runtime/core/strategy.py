@@ -120,8 +120,8 @@ class ClientUpdate:
     timestamp: float
     update_id: str = ""
     local_loss: float | None = None
-    evaluation: object | None = None  # fl_runtime.model.Confusion-like counts, opaque here
-    feature_stats: object | None = None  # fl_runtime.scaling.FeatureStats, opaque here
+    evaluation: object | None = None  # fl_runtime.core.model.Confusion-like counts, opaque here
+    feature_stats: object | None = None  # fl_runtime.core.scaling.FeatureStats, opaque here
 
 
 @dataclass(frozen=True)

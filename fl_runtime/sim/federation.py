@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from fl_runtime.agglog import AggregationLog, round_record
-from fl_runtime.evaluation import global_metrics
-from fl_runtime.model import Confusion, LogisticRegressionModel, init_weights, log_loss, sgd
-from fl_runtime.scaling import FeatureStats, Scaler, merge_all
-from fl_runtime.strategy import (
+from fl_runtime.cloud.agglog import AggregationLog, round_record
+from fl_runtime.core.evaluation import global_metrics
+from fl_runtime.core.model import Confusion, LogisticRegressionModel, init_weights, log_loss, sgd
+from fl_runtime.core.scaling import FeatureStats, Scaler, merge_all
+from fl_runtime.core.strategy import (
     STRATEGIES,
     BatchAggregator,
     ClientUpdate,
@@ -374,6 +374,6 @@ def simulator_partitions(
     nodes: int, samples_per_node: int, seed: int, anomaly_rate: float | None = None
 ) -> list[Partition]:
     """The default non-IID federation: node k watches machine k of the simulator."""
-    from fl_runtime.simulator import node_dataset
+    from fl_runtime.edge.machines import node_dataset
 
     return [node_dataset(str(k), samples_per_node, seed, anomaly_rate) for k in range(1, nodes + 1)]

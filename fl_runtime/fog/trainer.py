@@ -9,7 +9,7 @@ Streaming query on ``sensor-data-node-<id>`` through ``foreachBatch``.
 Raw readings never leave this process: what goes out is a weight vector, the
 sample count, feature summaries ``(n, mean, M2)`` and evaluation counts.
 
-Weights on the wire are for *raw* features (see :func:`fl_runtime.scaling.to_raw`);
+Weights on the wire are for *raw* features (see :func:`fl_runtime.core.scaling.to_raw`);
 training runs on features standardised with the federated scaler carried by the
 global model (local statistics until the first global model arrives).
 
@@ -41,19 +41,19 @@ import numpy as np
 from prometheus_client import Counter, Gauge
 
 from fl_runtime.config import Config
-from fl_runtime.errors import ValidationError
-from fl_runtime.features import FEATURES, N_FEATURES
-from fl_runtime.messages import (
+from fl_runtime.core.features import FEATURES, N_FEATURES
+from fl_runtime.core.messages import (
     EvalCounts,
     FeatureStatsMsg,
     GlobalModel,
     WeightUpdate,
     validate_reading_dict,
 )
-from fl_runtime.model import Confusion, init_weights, log_loss, sgd
-from fl_runtime.scaling import FeatureStats, Scaler, from_raw, to_raw
+from fl_runtime.core.model import Confusion, init_weights, log_loss, sgd
+from fl_runtime.core.scaling import FeatureStats, Scaler, from_raw, to_raw
+from fl_runtime.errors import ValidationError
 
-log = logging.getLogger("fl_runtime.fog")
+log = logging.getLogger("fl_runtime.fog.trainer")
 
 ROWS = Counter("fl_fog_rows_total", "Rows seen by the fog node", ["result"])
 UPDATES = Counter("fl_fog_updates_published_total", "Weight updates published")

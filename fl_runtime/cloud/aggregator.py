@@ -18,31 +18,31 @@ import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import Counter, Gauge
 
-from fl_runtime import deadletter
-from fl_runtime.agglog import AggregationLog, round_record
+from fl_runtime.cloud.agglog import AggregationLog, round_record
 from fl_runtime.config import Config
-from fl_runtime.errors import ValidationError
-from fl_runtime.evaluation import GlobalMetrics, global_metrics
-from fl_runtime.features import WEIGHT_DIM
-from fl_runtime.messages import (
+from fl_runtime.core.evaluation import GlobalMetrics, global_metrics
+from fl_runtime.core.features import WEIGHT_DIM
+from fl_runtime.core.messages import (
     GlobalModel,
     WeightUpdate,
     decode_global,
     decode_update,
     encode_global,
 )
-from fl_runtime.model import Confusion
-from fl_runtime.scaling import FeatureStats, Scaler, merge_all
-from fl_runtime.service import (
+from fl_runtime.core.model import Confusion
+from fl_runtime.core.scaling import FeatureStats, Scaler, merge_all
+from fl_runtime.core.strategy import BatchAggregator, ClientUpdate, FedBuffAggregator, RoundOutcome
+from fl_runtime.errors import ValidationError
+from fl_runtime.service import deadletter
+from fl_runtime.service.common import (
     Shutdown,
     event,
     kafka_consumer_conf,
     kafka_producer_conf,
     watermarks,
 )
-from fl_runtime.strategy import BatchAggregator, ClientUpdate, FedBuffAggregator, RoundOutcome
 
-log = logging.getLogger("fl_runtime.aggregator")
+log = logging.getLogger("fl_runtime.cloud.aggregator")
 GLOBAL_KEY = b"global"
 
 UPDATES = Counter("fl_aggregator_updates_total", "Weight updates received", ["node", "result"])

@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from fl_runtime.core.features import FEATURES, N_FEATURES, WEIGHT_DIM
 from fl_runtime.errors import ValidationError
-from fl_runtime.features import FEATURES, N_FEATURES, WEIGHT_DIM
 
 READING_SCHEMA = "fedge.sensor_reading.v1"
 UPDATE_SCHEMA = "fedge.weight_update.v1"
