@@ -42,7 +42,7 @@ from fl_runtime.service.common import (
     watermarks,
 )
 
-log = logging.getLogger("fl_runtime.cloud.aggregator")
+log = logging.getLogger("fl_runtime.aggregator")
 GLOBAL_KEY = b"global"
 
 UPDATES = Counter("fl_aggregator_updates_total", "Weight updates received", ["node", "result"])

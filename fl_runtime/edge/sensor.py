@@ -244,7 +244,7 @@ class KafkaTransport:
                 client_id,
                 **{
                     "queue.buffering.max.messages": window + 100,
-                    "logger": logging.getLogger("fl_runtime.edge.sensor.kafka"),
+                    "logger": logging.getLogger("fl_runtime.sensor.kafka"),
                 },
             )
         )

@@ -395,7 +395,7 @@ def run_bridge(
                 # Room for a full window, a redelivered one after a reconnect, and dead letters.
                 "queue.buffering.max.messages": 4 * max_inflight + 1000,
                 "error_cb": functools.partial(_kafka_error, log),
-                "logger": logging.getLogger("fl_runtime.fog.bridge.kafka"),
+                "logger": logging.getLogger("fl_runtime.bridge.kafka"),
             },
         )
     )

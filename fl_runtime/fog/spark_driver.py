@@ -31,7 +31,7 @@ from fl_runtime.service.common import (
     watermarks,
 )
 
-log = logging.getLogger("fl_runtime.fog.trainer")
+log = logging.getLogger("fl_runtime.fog")
 
 
 class GlobalModelListener(threading.Thread):

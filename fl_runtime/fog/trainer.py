@@ -53,7 +53,7 @@ from fl_runtime.core.model import Confusion, init_weights, log_loss, sgd
 from fl_runtime.core.scaling import FeatureStats, Scaler, from_raw, to_raw
 from fl_runtime.errors import ValidationError
 
-log = logging.getLogger("fl_runtime.fog.trainer")
+log = logging.getLogger("fl_runtime.fog")
 
 ROWS = Counter("fl_fog_rows_total", "Rows seen by the fog node", ["result"])
 UPDATES = Counter("fl_fog_updates_published_total", "Weight updates published")
