@@ -7,7 +7,8 @@ import click
 from fl_runtime.cli._common import config_option, friendly_errors, load
 from fl_runtime.config import NODE_ID_PATTERN
 from fl_runtime.errors import ConfigError
-from fl_runtime.fog.bridge import BridgeSettings, default_route, parse_route, run_bridge
+from fl_runtime.fog.bridge.routes import default_route, parse_route
+from fl_runtime.fog.bridge.service import BridgeSettings, run_bridge
 from fl_runtime.service.common import Shutdown, setup_logging
 
 

@@ -19,10 +19,9 @@ from fl_runtime.core.messages import SensorReading, encode_reading
 from fl_runtime.edge.machines import NodeSimulator
 from fl_runtime.edge.sensor import SensorMetrics, SensorResult, SensorSettings, Tracker, run_sensor
 from fl_runtime.errors import ConfigError
-from fl_runtime.fog.bridge import (
-    BridgeCore,
-    BridgeMetrics,
-    Incoming,
+from fl_runtime.fog.bridge.forwarding import BridgeCore, Incoming
+from fl_runtime.fog.bridge.metrics import BridgeMetrics
+from fl_runtime.fog.bridge.routes import (
     Route,
     default_route,
     device_pattern,
