@@ -11,7 +11,8 @@ import click
 
 from fl_runtime.cli._common import config_option, friendly_errors, load
 from fl_runtime.config import NODE_ID_PATTERN
-from fl_runtime.edge.sensor import TRANSPORTS, SensorSettings, run_sensor
+from fl_runtime.edge.sensor.service import SensorSettings, run_sensor
+from fl_runtime.edge.sensor.transports import TRANSPORTS
 from fl_runtime.errors import ConfigError, ServiceError
 from fl_runtime.service.common import Shutdown, setup_logging
 

@@ -17,7 +17,8 @@ from prometheus_client import CollectorRegistry
 from fl_runtime.config import load_config
 from fl_runtime.core.messages import SensorReading, encode_reading
 from fl_runtime.edge.machines import NodeSimulator
-from fl_runtime.edge.sensor import SensorMetrics, SensorResult, SensorSettings, Tracker, run_sensor
+from fl_runtime.edge.sensor.service import SensorResult, SensorSettings, run_sensor
+from fl_runtime.edge.sensor.tracking import SensorMetrics, Tracker
 from fl_runtime.errors import ConfigError
 from fl_runtime.fog.bridge.forwarding import BridgeCore, Incoming
 from fl_runtime.fog.bridge.metrics import BridgeMetrics
