@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -296,7 +296,6 @@ class FedBuffAggregator(_Base):
         max_norm: float = 1e4,
         initial: np.ndarray | None = None,
         version: int = 0,
-        clock: Callable[[], float] | None = None,
     ) -> None:
         if k < 1:
             raise ValueError("k must be >= 1")

@@ -35,13 +35,12 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from prometheus_client import Counter, Gauge
 
 from fl_runtime.config import Config
-from fl_runtime.core.features import FEATURES, N_FEATURES
+from fl_runtime.core.features import N_FEATURES
 from fl_runtime.core.messages import (
     EvalCounts,
     FeatureStatsMsg,
@@ -330,11 +329,3 @@ class FogTrainer:
             self.last_batch_id,
             self.stats.n,
         )
-
-
-def feature_names() -> tuple[str, ...]:
-    return FEATURES
-
-
-def spark_row_values(rows: Iterable[Any]) -> list[bytes | None]:
-    return [r["value"] for r in rows]
