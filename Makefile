@@ -63,7 +63,7 @@ demo-local: venv ## No containers: federate five simulated nodes in-process, rep
 	$(VENV)/bin/fl report --log reports/demo-local/aggregation.jsonl --out reports/demo-local
 
 bench-report: venv ## Offline report render time for 200 rounds x 50 nodes
-	$(PY) benchmarks/bench_report.py
+	$(VENV)/bin/fl report --bench --rounds 200 --nodes 50
 
 # The Ansible side: lint, the container lab, Molecule, the demo.
 include mk/lab.mk
