@@ -28,8 +28,8 @@ test: venv ## Everything: unit, integration on real brokers, browser, then the M
 test-lab: venv ## The Molecule scenarios on the container lab (default, scale_out), with progress
 	$(PYTEST) -s -m lab tests/lab
 
-test-fast: venv ## Unit tests only: seconds, no brokers
-	$(PYTEST) -q tests/unit
+test-fast: venv ## Unit tests, the dashboard's and the report's included: seconds, no brokers
+	$(PYTEST) -q -m "not integration and not browser and not lab" tests/unit tests/dashboard
 
 test-integration: venv ## Tests against real Kafka, Mosquitto and Spark
 	$(PYTEST) -m integration tests
