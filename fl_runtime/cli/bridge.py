@@ -67,7 +67,7 @@ def command(
     flushes, acknowledges what was delivered and exits 0.
     """
     cfg = load(config_path)
-    node = node_id if node_id is not None else cfg.node_id
+    node = node_id if node_id is not None else cfg.fog.node_id
     if not NODE_ID_PATTERN.match(node):
         raise ConfigError("--node-id", f"{node!r} must match {NODE_ID_PATTERN.pattern}")
     routes = tuple(parse_route(m) for m in maps) or (default_route(cfg, node),)
@@ -77,7 +77,7 @@ def command(
         routes=routes,
         metrics_port=metrics_port,
         drain_timeout=drain_timeout,
-        session_expiry=session_expiry or cfg.mqtt_session_expiry_seconds,
+        session_expiry=session_expiry or cfg.mqtt.session_expiry_seconds,
     )
     log = setup_logging(cfg, "bridge")
     run_bridge(cfg, settings, Shutdown(), log)

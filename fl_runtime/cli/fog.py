@@ -26,9 +26,9 @@ def command(
 
     overrides = {k: v for k, v in {"NODE_ID": node_id, "SPARK_MASTER": spark_master}.items() if v}
     cfg = load(config_path).replace(**overrides)
-    if not NODE_ID_PATTERN.match(cfg.node_id):
-        raise click.BadParameter(f"bad node id {cfg.node_id!r}")
+    if not NODE_ID_PATTERN.match(cfg.fog.node_id):
+        raise click.BadParameter(f"bad node id {cfg.fog.node_id!r}")
     setup_logging(cfg, "fog")
-    ensure_topics(cfg, [cfg.node_id])
+    ensure_topics(cfg, [cfg.fog.node_id])
     start_metrics(cfg, "fog", metrics_port)
-    spark_driver.run(cfg, cfg.node_id)
+    spark_driver.run(cfg, cfg.fog.node_id)

@@ -52,7 +52,7 @@ def command(
     mode: str, log_path: str | None, last: int | None, as_json: bool, config_path: str | None
 ) -> None:
     """Show aggregation rounds: participants, n_k, loss, F1 and discarded updates."""
-    path = log_path or load(config_path).aggregation_log
+    path = log_path or load(config_path).aggregation.log_path
     offset = 0
     records: list[RoundRecord] = []
     for offset, r in iter_log(path):  # noqa: B007 - the last offset is where following starts

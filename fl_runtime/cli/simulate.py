@@ -112,7 +112,12 @@ def command(
             if v is not None
         }
     )
-    params = TrainingParams(cfg.learning_rate, cfg.batch_size, cfg.local_epochs, cfg.l2)
+    params = TrainingParams(
+        cfg.training.learning_rate,
+        cfg.training.batch_size,
+        cfg.training.local_epochs,
+        cfg.training.l2,
+    )
     if data:
         x, y = load_labelled(data)
         rng = np.random.default_rng(seed)
@@ -133,9 +138,9 @@ def command(
         seed=seed,
         strategy=strategy,
         participation=participation,
-        min_nodes=cfg.min_nodes_for_aggregation,
-        trim_ratio=cfg.trim_ratio,
-        fedbuff_k=cfg.fedbuff_k,
+        min_nodes=cfg.aggregation.min_nodes,
+        trim_ratio=cfg.aggregation.trim_ratio,
+        fedbuff_k=cfg.aggregation.fedbuff_k,
         log_path=log_path,
         on_round=on_round,
     )

@@ -195,7 +195,9 @@ class FogTrainer:
             ROWS.labels(f"invalid:{r.reason}").inc()
             if dead_letter is not None:
                 dead_letter(r)
-        hold = np.array([is_holdout(i, self.cfg.holdout_fraction) for i in ids], dtype=bool)
+        hold = np.array(
+            [is_holdout(i, self.cfg.training.holdout_fraction) for i in ids], dtype=bool
+        )
         for row, label in zip(x[hold], y[hold], strict=True):
             self.hold_x.append(row)
             self.hold_y.append(int(label))
@@ -227,10 +229,10 @@ class FogTrainer:
             self.weights_std,
             xs,
             y,
-            learning_rate=self.cfg.learning_rate,
-            batch_size=self.cfg.batch_size,
-            epochs=self.cfg.local_epochs,
-            l2=self.cfg.l2,
+            learning_rate=self.cfg.training.learning_rate,
+            batch_size=self.cfg.training.batch_size,
+            epochs=self.cfg.training.local_epochs,
+            l2=self.cfg.training.l2,
             rng=self.rng,
         )
         self.loss_since_base.append(log_loss(self.weights_std, xs, y))
@@ -243,7 +245,9 @@ class FogTrainer:
         rather than sent (a restarted node never publishes from its old base)."""
         with self.work:
             self._apply_pending_global()
-            due = time.monotonic() - self.last_publish >= self.cfg.weight_publish_interval_seconds
+            due = (
+                time.monotonic() - self.last_publish >= self.cfg.fog.weight_publish_interval_seconds
+            )
             if not (due or force) or self.n_since_base == 0:
                 return None
             update = self.make_update()

@@ -87,7 +87,7 @@ class Aggregator:
             FeatureStatsMsg(n, [2.0, 2.0, 1.6, 60.0, 6.0], [25.0] * 5),
         )
         self.producer.produce(
-            self.cfg.weights_topic, key=node.encode(), value=encode_update(update)
+            self.cfg.kafka.weights_topic, key=node.encode(), value=encode_update(update)
         )
         assert self.producer.flush(10) == 0
 

@@ -37,8 +37,8 @@ class MqttTransport:
 
         self._tracker = tracker
         self._log = log
-        self._template = cfg.mqtt_topic_template
-        self._qos = int(cfg.mqtt_qos)
+        self._template = cfg.mqtt.topic_template
+        self._qos = int(cfg.mqtt.qos)
         self._lock = threading.Lock()
         self._waiting: dict[int, str] = {}  # mid -> message id
         self._early: dict[int, Any] = {}  # mid -> reason code, acked before publish() returned
@@ -51,7 +51,7 @@ class MqttTransport:
         client.on_publish = self._on_publish
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
-        client.connect_async(cfg.mqtt_host, cfg.mqtt_port, keepalive=30)
+        client.connect_async(cfg.mqtt.host, cfg.mqtt.port, keepalive=30)
         client.loop_start()
         self._client = client
 
@@ -126,7 +126,7 @@ class KafkaTransport:
         while True:
             try:
                 self._producer.produce(
-                    self._cfg.sensor_topic(reading.node_id),
+                    self._cfg.kafka.sensor_topic(reading.node_id),
                     payload,
                     key=reading.device_id.encode(),
                     on_delivery=callback,

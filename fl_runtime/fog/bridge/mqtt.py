@@ -33,8 +33,8 @@ def mqtt_client(
     props.ReceiveMaximum = max_inflight
     props.SessionExpiryInterval = session_expiry
     client.connect_async(
-        cfg.mqtt_host,
-        cfg.mqtt_port,
+        cfg.mqtt.host,
+        cfg.mqtt.port,
         keepalive=keepalive,
         clean_start=False,
         properties=props,

@@ -35,7 +35,7 @@ def node_filter(template: str, node_id: str) -> str:
 
 
 def default_route(cfg: Config, node_id: str) -> Route:
-    return Route(node_filter(cfg.mqtt_topic_template, node_id), cfg.sensor_topic(node_id))
+    return Route(node_filter(cfg.mqtt.topic_template, node_id), cfg.kafka.sensor_topic(node_id))
 
 
 def parse_route(spec: str) -> Route:

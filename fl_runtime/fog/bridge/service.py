@@ -38,7 +38,7 @@ def run_bridge(
 
     metrics = BridgeMetrics.create()
     port = _start_metrics(cfg, settings.metrics_port)
-    max_inflight = int(cfg.mqtt_max_inflight)
+    max_inflight = int(cfg.mqtt.max_inflight)
     producer = KafkaProducer(
         kafka_producer_conf(
             cfg,
@@ -61,12 +61,12 @@ def run_bridge(
     core = BridgeCore(
         node_id=settings.node_id,
         routes=settings.routes,
-        dead_letter_topic=cfg.dead_letter_topic,
+        dead_letter_topic=cfg.kafka.dead_letter_topic,
         producer=producer,
         acker=client,
         metrics=metrics,
         log=log,
-        topic_template=cfg.mqtt_topic_template if _uses_default_route(cfg, settings) else None,
+        topic_template=cfg.mqtt.topic_template if _uses_default_route(cfg, settings) else None,
     )
     disconnected = wire(client, core, settings.routes, log)
     event(
