@@ -28,7 +28,8 @@ from fl_runtime.core.strategy import (
     trimmed_mean,
 )
 from fl_runtime.errors import ArtifactError, ConfigError, FLError, ServiceError, ValidationError
-from fl_runtime.sim.federation import compare, run_federated
+from fl_runtime.sim.comparison import compare
+from fl_runtime.sim.federation import run_federated
 
 __all__ = [
     "FEATURES",

@@ -9,15 +9,9 @@ import click
 import numpy as np
 
 from fl_runtime.cli._common import config_option, emit_json, friendly_errors, load, progress
-from fl_runtime.sim.federation import (
-    SIM_STRATEGIES,
-    Comparison,
-    RoundStats,
-    TrainingParams,
-    compare,
-    simulator_partitions,
-)
-from fl_runtime.sim.partition import dirichlet, iid, load_labelled
+from fl_runtime.sim.comparison import Comparison, compare
+from fl_runtime.sim.federation import SIM_STRATEGIES, RoundStats, TrainingParams
+from fl_runtime.sim.partition import dirichlet, iid, load_labelled, simulator_partitions
 
 
 @click.command("simulate")

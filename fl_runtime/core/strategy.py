@@ -35,7 +35,6 @@ Update = tuple[np.ndarray, int]
 STRATEGIES = ("fedavg", "median", "trimmed-mean")
 
 
-# --------------------------------------------------------------------------- pure functions
 def _stack(updates: Sequence[Update]) -> tuple[np.ndarray, np.ndarray]:
     if not updates:
         raise ValueError("no updates to aggregate")
@@ -108,7 +107,6 @@ def staleness_weight(versions_behind: int, exponent: float = 0.5) -> float:
     return float((1.0 + versions_behind) ** -exponent)
 
 
-# --------------------------------------------------------------------------- stateful aggregators
 @dataclass(frozen=True)
 class ClientUpdate:
     """One node's update as the aggregator sees it (decoded, not yet trusted)."""

@@ -28,7 +28,8 @@ from fl_runtime.core.messages import WeightUpdate, decode_reading, encode_update
 from fl_runtime.core.model import Confusion
 from fl_runtime.edge.machines import node_dataset
 from fl_runtime.service.deadletter import read_headers
-from fl_runtime.sim.federation import compare, simulator_partitions
+from fl_runtime.sim.comparison import compare
+from fl_runtime.sim.partition import simulator_partitions
 from tests.harness.kafka import KafkaBroker
 from tests.harness.mosquitto import MosquittoBroker
 from tests.harness.ports import LOOPBACK, wait_until

@@ -4,7 +4,8 @@ from fl_runtime.core.messages import decode_reading, encode_reading
 from fl_runtime.core.model import LogisticRegressionModel
 from fl_runtime.core.scaling import FeatureStats, Scaler
 from fl_runtime.edge.machines import MachineProfile, NodeSimulator, node_dataset
-from fl_runtime.sim.federation import TrainingParams, run_federated, simulator_partitions
+from fl_runtime.sim.federation import TrainingParams, run_federated
+from fl_runtime.sim.partition import simulator_partitions
 
 
 def test_deterministic_for_a_seed() -> None:
