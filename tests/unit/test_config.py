@@ -97,3 +97,12 @@ def test_reference_lists_every_setting() -> None:
     for s in SETTINGS:
         assert f"`{s.name}`" in doc
         assert s.help
+
+
+def test_settings_are_read_one_way_typed_by_section(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, '[fog]\nnode_id = "7"\n'), env={})
+    assert cfg.fog.node_id == "7"
+    with pytest.raises(AttributeError):
+        cfg.node_id  # type: ignore[attr-defined]  # noqa: B018
+    with pytest.raises(TypeError):
+        cfg["NODE_ID"]  # type: ignore[index]
