@@ -35,8 +35,8 @@ test: doctor ## Everything (sets the machine up first): unit, integration, brows
 test-lab: venv ## The Molecule scenarios on the container lab (default, scale_out), with progress
 	$(PYTEST) -s -m lab tests/lab
 
-test-fast: venv ## Unit tests only: seconds, no brokers
-	$(PYTEST) -q tests/unit
+test-fast: venv ## Unit tests, the dashboard's and the report's included: seconds, no brokers
+	$(PYTEST) -q -m "not integration and not browser and not lab" tests/unit tests/dashboard
 
 test-integration: venv ## Tests against real Kafka, Mosquitto and Spark
 	$(PYTEST) -m integration tests
@@ -70,7 +70,7 @@ demo-local: venv ## No containers: federate five simulated nodes in-process, rep
 	$(VENV)/bin/fl report --log reports/demo-local/aggregation.jsonl --out reports/demo-local
 
 bench-report: venv ## Offline report render time for 200 rounds x 50 nodes
-	$(PY) benchmarks/bench_report.py
+	$(VENV)/bin/fl report --bench --rounds 200 --nodes 50
 
 # The Ansible side: lint, the container lab, Molecule, the demo.
 include mk/lab.mk

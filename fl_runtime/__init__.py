@@ -4,11 +4,10 @@ The public API is re-exported here; everything else is an implementation detail
 of its module. ``tests/unit/test_public_api.py`` pins this list.
 """
 
-from fl_runtime.agglog import AggregationLog, RoundRecord, read_log
+from fl_runtime.cloud.agglog import AggregationLog, RoundRecord, read_log
 from fl_runtime.config import Config, load_config
-from fl_runtime.errors import ArtifactError, ConfigError, FLError, ServiceError, ValidationError
-from fl_runtime.features import FEATURES, N_FEATURES, WEIGHT_DIM
-from fl_runtime.messages import (
+from fl_runtime.core.features import FEATURES, N_FEATURES, WEIGHT_DIM
+from fl_runtime.core.messages import (
     GlobalModel,
     SensorReading,
     WeightUpdate,
@@ -19,16 +18,18 @@ from fl_runtime.messages import (
     encode_reading,
     encode_update,
 )
-from fl_runtime.model import Confusion, LogisticRegressionModel
-from fl_runtime.scaling import FeatureStats, Scaler
-from fl_runtime.simulation import compare, run_federated
-from fl_runtime.strategy import (
+from fl_runtime.core.model import Confusion, LogisticRegressionModel
+from fl_runtime.core.scaling import FeatureStats, Scaler
+from fl_runtime.core.strategy import (
     BatchAggregator,
     FedBuffAggregator,
     coordinate_median,
     fedavg,
     trimmed_mean,
 )
+from fl_runtime.errors import ArtifactError, ConfigError, FLError, ServiceError, ValidationError
+from fl_runtime.sim.comparison import compare
+from fl_runtime.sim.federation import run_federated
 
 __all__ = [
     "FEATURES",

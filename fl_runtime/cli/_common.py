@@ -29,7 +29,8 @@ def load(config_path: str | None) -> Config:
 
 
 def friendly_errors(func: F) -> F:
-    """Turn our own errors into a one-line message and exit status 2."""
+    """Turn our own errors into a one-line message and exit status 1 (click's usage
+    errors exit 2)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -20,9 +20,9 @@ from fl_runtime.cli._common import config_option, friendly_errors, load
 @friendly_errors
 def command(mode: str | None, metrics_port: int | None, config_path: str | None) -> None:
     """Aggregate weight updates into global models (runs until SIGTERM)."""
-    from fl_runtime.aggregator import AggregatorService
-    from fl_runtime.service import setup_logging, start_metrics
-    from fl_runtime.topics import ensure_topics
+    from fl_runtime.cloud.aggregator import AggregatorService
+    from fl_runtime.service.common import setup_logging, start_metrics
+    from fl_runtime.service.topics import ensure_topics
 
     cfg = load(config_path)
     setup_logging(cfg, "aggregator")

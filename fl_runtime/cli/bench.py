@@ -24,7 +24,7 @@ def command() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def sgd(samples: int, batch_size: tuple[int, ...], repeats: int, as_json: bool) -> None:
     """Local training throughput vs scikit-learn's SGDClassifier.partial_fit."""
-    from fl_runtime.bench import sgd_throughput
+    from fl_runtime.sim.bench import sgd_throughput
 
     runs = [sgd_throughput(samples, b, repeats=repeats) for b in (batch_size or (32,))]
     if as_json:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
-from fl_runtime.bridge import BridgeSettings, default_route, parse_route, run_bridge
 from fl_runtime.cli._common import config_option, friendly_errors, load
 from fl_runtime.config import NODE_ID_PATTERN
 from fl_runtime.errors import ConfigError
-from fl_runtime.service import Shutdown, setup_logging
+from fl_runtime.fog.bridge.routes import default_route, parse_route
+from fl_runtime.fog.bridge.service import BridgeSettings, run_bridge
+from fl_runtime.service.common import Shutdown, setup_logging
 
 
 @click.command("bridge")
@@ -66,7 +67,7 @@ def command(
     flushes, acknowledges what was delivered and exits 0.
     """
     cfg = load(config_path)
-    node = node_id if node_id is not None else cfg.node_id
+    node = node_id if node_id is not None else cfg.fog.node_id
     if not NODE_ID_PATTERN.match(node):
         raise ConfigError("--node-id", f"{node!r} must match {NODE_ID_PATTERN.pattern}")
     routes = tuple(parse_route(m) for m in maps) or (default_route(cfg, node),)
@@ -76,7 +77,7 @@ def command(
         routes=routes,
         metrics_port=metrics_port,
         drain_timeout=drain_timeout,
-        session_expiry=session_expiry or cfg.mqtt_session_expiry_seconds,
+        session_expiry=session_expiry or cfg.mqtt.session_expiry_seconds,
     )
     log = setup_logging(cfg, "bridge")
     run_bridge(cfg, settings, Shutdown(), log)

@@ -97,7 +97,7 @@ def command(
     cfg = load(config_path)
     _serve(
         cfg,
-        log_path or Path(cfg["AGGREGATION_LOG"]),
+        log_path or Path(cfg.aggregation.log_path),
         host,
         port,
         auth_file,
@@ -142,7 +142,7 @@ def _serve(
         load_credentials,
         make_server,
     )
-    from fl_runtime.service import setup_logging
+    from fl_runtime.service.common import setup_logging
 
     if auth_file is None and not is_loopback(host):
         raise click.UsageError(
@@ -157,16 +157,16 @@ def _serve(
     source: KafkaSource = StaticKafkaSource()
     if kafka:
         source = ConfluentKafkaSource(
-            bootstrap_servers=cfg["KAFKA_BOOTSTRAP_SERVERS"],
-            dead_letter_topic=cfg["DEAD_LETTER_TOPIC"],
-            sensor_topic_prefix=cfg["SENSOR_TOPIC_PREFIX"],
-            security_protocol=cfg["KAFKA_SECURITY_PROTOCOL"],
+            bootstrap_servers=cfg.kafka.bootstrap_servers,
+            dead_letter_topic=cfg.kafka.dead_letter_topic,
+            sensor_topic_prefix=cfg.kafka.sensor_topic_prefix,
+            security_protocol=cfg.kafka.security_protocol,
         )
     settings = DashboardSettings(
         log_path=log,
-        max_weight_age_s=cfg["MAX_WEIGHT_AGE"],
-        aggregation_interval_s=cfg["AGGREGATION_INTERVAL_SECONDS"],
-        sensor_topic_prefix=cfg["SENSOR_TOPIC_PREFIX"],
+        max_weight_age_s=cfg.aggregation.max_weight_age_seconds,
+        aggregation_interval_s=cfg.aggregation.interval_seconds,
+        sensor_topic_prefix=cfg.kafka.sensor_topic_prefix,
         history=history,
     )
     setup_logging(cfg, "dashboard")
@@ -177,5 +177,10 @@ def _serve(
         + (" (login required)" if authenticator else "")
     )
     make_server(
-        app, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, log_level=cfg["LOG_LEVEL"]
+        app,
+        host=host,
+        port=port,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        log_level=cfg.service.log_level,
     ).run()

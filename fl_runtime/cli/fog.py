@@ -20,15 +20,15 @@ def command(
     node_id: str | None, spark_master: str | None, metrics_port: int | None, config_path: str | None
 ) -> None:
     """Train locally on sensor-data-node-<id> and publish weight updates (until SIGTERM)."""
-    from fl_runtime import fog_spark
-    from fl_runtime.service import setup_logging, start_metrics
-    from fl_runtime.topics import ensure_topics
+    from fl_runtime.fog import spark_driver
+    from fl_runtime.service.common import setup_logging, start_metrics
+    from fl_runtime.service.topics import ensure_topics
 
     overrides = {k: v for k, v in {"NODE_ID": node_id, "SPARK_MASTER": spark_master}.items() if v}
     cfg = load(config_path).replace(**overrides)
-    if not NODE_ID_PATTERN.match(cfg.node_id):
-        raise click.BadParameter(f"bad node id {cfg.node_id!r}")
+    if not NODE_ID_PATTERN.match(cfg.fog.node_id):
+        raise click.BadParameter(f"bad node id {cfg.fog.node_id!r}")
     setup_logging(cfg, "fog")
-    ensure_topics(cfg, [cfg.node_id])
+    ensure_topics(cfg, [cfg.fog.node_id])
     start_metrics(cfg, "fog", metrics_port)
-    fog_spark.run(cfg, cfg.node_id)
+    spark_driver.run(cfg, cfg.fog.node_id)

@@ -6,8 +6,8 @@ import time
 
 import click
 
-from fl_runtime.agglog import RoundRecord, iter_log
 from fl_runtime.cli._common import config_option, emit_json, friendly_errors, load
+from fl_runtime.cloud.agglog import RoundRecord, iter_log
 
 
 def _f(value: float | None, digits: int = 4) -> str:
@@ -52,7 +52,7 @@ def command(
     mode: str, log_path: str | None, last: int | None, as_json: bool, config_path: str | None
 ) -> None:
     """Show aggregation rounds: participants, n_k, loss, F1 and discarded updates."""
-    path = log_path or load(config_path).aggregation_log
+    path = log_path or load(config_path).aggregation.log_path
     offset = 0
     records: list[RoundRecord] = []
     for offset, r in iter_log(path):  # noqa: B007 - the last offset is where following starts

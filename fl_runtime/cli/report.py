@@ -13,7 +13,7 @@ DEFAULT_OUT = Path("reports/latest")
 
 def resolve_log(config_path: str | None, log_path: Path | None) -> Path:
     """``--log`` if given, else the config's AGGREGATION_LOG."""
-    return log_path if log_path is not None else Path(load(config_path)["AGGREGATION_LOG"])
+    return log_path if log_path is not None else Path(load(config_path).aggregation.log_path)
 
 
 def render_offline(log: Path, out: Path, title: str) -> None:

@@ -11,9 +11,10 @@ import click
 
 from fl_runtime.cli._common import config_option, friendly_errors, load
 from fl_runtime.config import NODE_ID_PATTERN
+from fl_runtime.edge.sensor.service import SensorSettings, run_sensor
+from fl_runtime.edge.sensor.transports import TRANSPORTS
 from fl_runtime.errors import ConfigError, ServiceError
-from fl_runtime.sensor import TRANSPORTS, SensorSettings, run_sensor
-from fl_runtime.service import Shutdown, setup_logging
+from fl_runtime.service.common import Shutdown, setup_logging
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 _INVOCATION_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -110,7 +111,7 @@ def command(
     readings are still unconfirmed when done.
     """
     cfg = load(config_path)
-    node = node_id if node_id is not None else cfg.node_id
+    node = node_id if node_id is not None else cfg.fog.node_id
     if not NODE_ID_PATTERN.match(node):
         raise ConfigError("--node-id", f"{node!r} must match {NODE_ID_PATTERN.pattern}")
     if run_id is None:
@@ -119,17 +120,17 @@ def command(
         raise ConfigError("--run-id", f"{run_id!r} must match {_RUN_ID.pattern}")
     settings = SensorSettings(
         node_id=node,
-        rate_hz=rate if rate is not None else cfg.sensor_rate_hz,
-        devices=devices if devices is not None else cfg.sensor_devices,
+        rate_hz=rate if rate is not None else cfg.sensor.rate_hz,
+        devices=devices if devices is not None else cfg.sensor.devices,
         max_messages=max_messages,
         transport=transport,
-        seed=seed if seed is not None else cfg.seed,
+        seed=seed if seed is not None else cfg.sensor.seed,
         run_id=run_id,
-        anomaly_rate=None if cfg.anomaly_rate < 0 else cfg.anomaly_rate,
+        anomaly_rate=None if cfg.sensor.anomaly_rate < 0 else cfg.sensor.anomaly_rate,
         ids_file=ids_file,
         metrics_port=metrics_port,
         drain_timeout=drain_timeout,
-        max_pending=cfg.mqtt_max_inflight,
+        max_pending=cfg.mqtt.max_inflight,
     )
     log = setup_logging(cfg, "sensor")
     result = run_sensor(cfg, settings, Shutdown(), log)

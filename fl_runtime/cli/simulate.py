@@ -9,15 +9,9 @@ import click
 import numpy as np
 
 from fl_runtime.cli._common import config_option, emit_json, friendly_errors, load, progress
-from fl_runtime.partition import dirichlet, iid, load_labelled
-from fl_runtime.simulation import (
-    SIM_STRATEGIES,
-    Comparison,
-    RoundStats,
-    TrainingParams,
-    compare,
-    simulator_partitions,
-)
+from fl_runtime.sim.comparison import Comparison, compare
+from fl_runtime.sim.federation import SIM_STRATEGIES, RoundStats, TrainingParams
+from fl_runtime.sim.partition import dirichlet, iid, load_labelled, simulator_partitions
 
 
 @click.command("simulate")
@@ -112,7 +106,12 @@ def command(
             if v is not None
         }
     )
-    params = TrainingParams(cfg.learning_rate, cfg.batch_size, cfg.local_epochs, cfg.l2)
+    params = TrainingParams(
+        cfg.training.learning_rate,
+        cfg.training.batch_size,
+        cfg.training.local_epochs,
+        cfg.training.l2,
+    )
     if data:
         x, y = load_labelled(data)
         rng = np.random.default_rng(seed)
@@ -133,9 +132,9 @@ def command(
         seed=seed,
         strategy=strategy,
         participation=participation,
-        min_nodes=cfg.min_nodes_for_aggregation,
-        trim_ratio=cfg.trim_ratio,
-        fedbuff_k=cfg.fedbuff_k,
+        min_nodes=cfg.aggregation.min_nodes,
+        trim_ratio=cfg.aggregation.trim_ratio,
+        fedbuff_k=cfg.aggregation.fedbuff_k,
         log_path=log_path,
         on_round=on_round,
     )

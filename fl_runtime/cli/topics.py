@@ -7,7 +7,7 @@ from dataclasses import asdict
 import click
 
 from fl_runtime.cli._common import config_option, emit_json, friendly_errors, load
-from fl_runtime.topics import (
+from fl_runtime.service.topics import (
     DEFAULT_TIMEOUT,
     admin_client,
     desired_topics,
@@ -55,7 +55,7 @@ def ensure(
     cfg = load(config_path)
     if bootstrap_servers:
         cfg = cfg.replace(KAFKA_BOOTSTRAP_SERVERS=bootstrap_servers)
-    specs = desired_topics(cfg, node_ids or [cfg["NODE_ID"]])
+    specs = desired_topics(cfg, node_ids or [cfg.fog.node_id])
     outcomes = reconcile_topics(admin_client(cfg), specs, timeout)
     if as_json:
         emit_json([asdict(o) for o in outcomes])

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
-from fl_runtime import deadletter
+from fl_runtime.service import deadletter
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class StaticKafkaSource:
 
 class DeadLetterCounter:
     """Counts dead-letter messages by their ``node_id`` and ``reason`` headers
-    (see :mod:`fl_runtime.deadletter`)."""
+    (see :mod:`fl_runtime.service.deadletter`)."""
 
     def __init__(self) -> None:
         self.counts: defaultdict[str, Counter[str]] = defaultdict(Counter)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
-from fl_runtime.agglog import RoundRecord, iter_log
+from fl_runtime.cloud.agglog import RoundRecord, iter_log
 from fl_runtime.report.stats import NodeTally, tally_nodes
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 
-from fl_runtime.agglog import RoundRecord
+from fl_runtime.cloud.agglog import RoundRecord
 from fl_runtime.dashboard.kafka_source import UNKNOWN_NODE, KafkaSnapshot
 from fl_runtime.dashboard.models import (
     BridgeHealth,

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fl_runtime.agglog import read_log
+from fl_runtime.cloud.agglog import read_log
 from fl_runtime.errors import FLError
 from fl_runtime.report.stats import fault_summary, sorted_nodes, tally_nodes
 

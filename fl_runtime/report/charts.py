@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from fl_runtime.agglog import RoundRecord
+from fl_runtime.cloud.agglog import RoundRecord
 from fl_runtime.report.stats import FaultSummary, participation_matrix
 
 MAX_NODE_LABELS = 25

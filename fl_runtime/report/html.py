@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
-from fl_runtime.agglog import RoundRecord
+from fl_runtime.cloud.agglog import RoundRecord
 from fl_runtime.report.stats import FaultSummary, NodeTally, round_duration
 
 MAX_ROUND_ROWS = 500

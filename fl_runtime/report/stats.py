@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from fl_runtime.agglog import RoundRecord
+from fl_runtime.cloud.agglog import RoundRecord
 
 ABSENT, ACCEPTED, DISCARDED = 0, 1, 2
 ACCEPTED_OUTCOME = "accepted"

@@ -1,7 +1,7 @@
 """A small, seeded generator of realistic aggregation logs for tests, demos and benchmarks.
 
-It writes real :class:`~fl_runtime.agglog.RoundRecord` objects through
-:class:`~fl_runtime.agglog.AggregationLog`, with the faults a dashboard must show:
+It writes real :class:`~fl_runtime.cloud.agglog.RoundRecord` objects through
+:class:`~fl_runtime.cloud.agglog.AggregationLog`, with the faults a dashboard must show:
 partial participation, an outage, a node that drops out, rejected updates with
 reasons, and the odd round without evaluation metrics.
 """
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from fl_runtime.agglog import AggregationLog, Discarded, Participant, RoundRecord
+from fl_runtime.cloud.agglog import AggregationLog, Discarded, Participant, RoundRecord
 
 REJECTIONS: tuple[tuple[str, str], ...] = (
     ("stale", "update is {age:.0f} s old, MAX_WEIGHT_AGE is 120 s"),

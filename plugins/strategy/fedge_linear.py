@@ -2,7 +2,8 @@
 
 ansible.cfg selects this strategy. With Mitogen, each host keeps one Python
 interpreter for the whole run instead of starting one per task; a re-run of
-site.yml, which is mostly cheap checks, gets about three times faster. Without
+site.yml, which is mostly cheap checks, gets about 2.6 times faster (106 s to 40 s
+on the container lab). Without
 Mitogen (or with ``ANSIBLE_STRATEGY=linear``) this is plain ``linear``, so a
 controller that lacks the package still deploys, only slower.
 

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
-from fl_runtime.agglog import AggregationLog, Participant, read_log
+from fl_runtime.cloud.agglog import AggregationLog, Participant, read_log
 from fl_runtime.dashboard import (
     Authenticator,
     ConfluentKafkaSource,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from fl_runtime.agglog import AggregationLog, read_log
+from fl_runtime.cloud.agglog import AggregationLog, read_log
 from fl_runtime.dashboard import (
     Authenticator,
     DashboardSettings,

@@ -10,8 +10,9 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
-from fl_runtime import artifacts, deadletter
+from fl_runtime import artifacts
 from fl_runtime.dashboard.kafka_source import ConfluentKafkaSource
+from fl_runtime.service import deadletter
 from tests.harness.kafka import KafkaBroker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from fl_runtime.agglog import AggregationLog, RoundRecord
+from fl_runtime.cloud.agglog import AggregationLog, RoundRecord
 from fl_runtime.dashboard.state import DashboardSettings, DashboardState, LogFollower
 from fl_runtime.report.synthetic import synthetic_records
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fl_runtime.agglog import Participant, RoundRecord
+from fl_runtime.cloud.agglog import Participant, RoundRecord
 from fl_runtime.dashboard.kafka_source import DISABLED, KafkaSnapshot
 from fl_runtime.dashboard.state import DashboardSettings, DashboardState
 from fl_runtime.dashboard.views import health_out, node_status, nodes_out, rounds_out

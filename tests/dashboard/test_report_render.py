@@ -9,7 +9,7 @@ import pytest
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
-from fl_runtime.agglog import read_log
+from fl_runtime.cloud.agglog import read_log
 from fl_runtime.report import ReportError, render_report
 from fl_runtime.report.charts import (
     MAX_NODE_LABELS,

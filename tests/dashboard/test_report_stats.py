@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fl_runtime.agglog import Discarded, Participant, RoundRecord, read_log
+from fl_runtime.cloud.agglog import Discarded, Participant, RoundRecord, read_log
 from fl_runtime.report.stats import (
     ABSENT,
     ACCEPTED,

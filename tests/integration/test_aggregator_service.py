@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from fl_runtime.agglog import RoundRecord, read_log
-from fl_runtime.aggregator import load_latest_global
+from fl_runtime.cloud.agglog import RoundRecord, read_log
+from fl_runtime.cloud.aggregator import load_latest_global
 from fl_runtime.config import load_config
-from fl_runtime.messages import EvalCounts, FeatureStatsMsg, WeightUpdate, encode_update
+from fl_runtime.core.messages import EvalCounts, FeatureStatsMsg, WeightUpdate, encode_update
 from tests.harness.kafka import KafkaBroker
 from tests.harness.ports import free_port, wait_until
 
@@ -87,7 +87,7 @@ class Aggregator:
             FeatureStatsMsg(n, [2.0, 2.0, 1.6, 60.0, 6.0], [25.0] * 5),
         )
         self.producer.produce(
-            self.cfg.weights_topic, key=node.encode(), value=encode_update(update)
+            self.cfg.kafka.weights_topic, key=node.encode(), value=encode_update(update)
         )
         assert self.producer.flush(10) == 0
 

@@ -22,13 +22,14 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from fl_runtime import artifacts
-from fl_runtime.agglog import RoundRecord, read_log
+from fl_runtime.cloud.agglog import RoundRecord, read_log
 from fl_runtime.config import Config, load_config
-from fl_runtime.deadletter import read_headers
-from fl_runtime.messages import WeightUpdate, decode_reading, encode_update
-from fl_runtime.model import Confusion
-from fl_runtime.simulation import compare, simulator_partitions
-from fl_runtime.simulator import node_dataset
+from fl_runtime.core.messages import WeightUpdate, decode_reading, encode_update
+from fl_runtime.core.model import Confusion
+from fl_runtime.edge.machines import node_dataset
+from fl_runtime.service.deadletter import read_headers
+from fl_runtime.sim.comparison import compare
+from fl_runtime.sim.partition import simulator_partitions
 from tests.harness.kafka import KafkaBroker
 from tests.harness.mosquitto import MosquittoBroker
 from tests.harness.ports import LOOPBACK, wait_until
@@ -83,7 +84,7 @@ class Stack:
         )
 
     def rounds(self) -> list[RoundRecord]:
-        return read_log(self.cfg.aggregation_log)
+        return read_log(self.cfg.aggregation.log_path)
 
     def wait_rounds(self, predicate: object, timeout: float, what: str) -> list[RoundRecord]:
         deadline = time.monotonic() + timeout
@@ -192,7 +193,7 @@ def test_rounds_include_both_nodes_and_reach_the_f1_bar(stack: Stack) -> None:
     assert sum(1 for r in rounds if both(r)) >= 5
     latest = rounds[-1]
     # Score the latest global model (raw-feature weights) on fresh held-out simulator data.
-    from fl_runtime.aggregator import load_latest_global
+    from fl_runtime.cloud.aggregator import load_latest_global
 
     model = load_latest_global(stack.cfg)
     assert model is not None and model.version >= latest.global_version
@@ -211,7 +212,7 @@ def test_every_confirmed_reading_is_in_kafka(stack: Stack) -> None:
         assert len(confirmed) > 1000
         deadline = time.monotonic() + 60
         while True:
-            found = kafka_message_ids(stack.kafka.bootstrap, stack.cfg.sensor_topic(node))
+            found = kafka_message_ids(stack.kafka.bootstrap, stack.cfg.kafka.sensor_topic(node))
             missing = confirmed - found
             if not missing or time.monotonic() > deadline:
                 break
@@ -227,7 +228,8 @@ def test_killed_fog_node_rounds_go_on_and_it_rejoins(stack: Stack) -> None:
             sum(
                 1
                 for r in rs
-                if r.started_at > killed_at + stack.cfg.max_weight_age and r.node_ids == ["1"]
+                if r.started_at > killed_at + stack.cfg.aggregation.max_weight_age_seconds
+                and r.node_ids == ["1"]
             )
             >= 2
         ),
@@ -256,10 +258,10 @@ def test_stale_and_malformed_updates(stack: Stack) -> None:
         0,
         [0.0] * 6,
         10,
-        time.time() - 10 * stack.cfg.max_weight_age,
+        time.time() - 10 * stack.cfg.aggregation.max_weight_age_seconds,
     )
-    producer.produce(stack.cfg.weights_topic, key=b"99", value=encode_update(stale))
-    producer.produce(stack.cfg.weights_topic, key=b"98", value=b"{not json")
+    producer.produce(stack.cfg.kafka.weights_topic, key=b"99", value=encode_update(stale))
+    producer.produce(stack.cfg.kafka.weights_topic, key=b"98", value=b"{not json")
     assert producer.flush(10) == 0
     sent_at = time.time()
     rounds = stack.wait_rounds(
@@ -269,7 +271,7 @@ def test_stale_and_malformed_updates(stack: Stack) -> None:
     )
     discard = next(d for r in rounds for d in r.discarded if d.update_id == stale.update_id)
     assert discard.reason == "stale" and "MAX_WEIGHT_AGE" in discard.detail
-    dead = dead_letters(stack.kafka.bootstrap, stack.cfg.dead_letter_topic)
+    dead = dead_letters(stack.kafka.bootstrap, stack.cfg.kafka.dead_letter_topic)
     assert any(
         h.get("reason") == "not-json" and h.get("source", "").startswith("aggregator") for h in dead
     )
@@ -281,7 +283,7 @@ def test_stale_and_malformed_updates(stack: Stack) -> None:
 
 
 def test_malformed_mqtt_payload_is_dead_lettered(stack: Stack) -> None:
-    topic = stack.cfg.mqtt_topic_template.format(node_id="1", device_id="broken-dev")
+    topic = stack.cfg.mqtt.topic_template.format(node_id="1", device_id="broken-dev")
     subprocess.run(
         [
             "mosquitto_pub",
@@ -301,7 +303,7 @@ def test_malformed_mqtt_payload_is_dead_lettered(stack: Stack) -> None:
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        dead = dead_letters(stack.kafka.bootstrap, stack.cfg.dead_letter_topic)
+        dead = dead_letters(stack.kafka.bootstrap, stack.cfg.kafka.dead_letter_topic)
         if any(h.get("source", "").startswith("bridge") for h in dead):
             break
         time.sleep(1)

@@ -24,8 +24,8 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from fl_runtime.config import Config, load_config
-from fl_runtime.deadletter import read_headers
-from fl_runtime.topics import ensure_topics
+from fl_runtime.service.deadletter import read_headers
+from fl_runtime.service.topics import ensure_topics
 from tests.harness.kafka import KafkaBroker
 from tests.harness.mosquitto import MosquittoBroker
 from tests.harness.ports import LOOPBACK, free_port, wait_until
@@ -218,7 +218,7 @@ def wait_for_ids(node: Node, bootstrap: str, timeout: float = 60.0) -> list[Reco
 
     def all_there() -> bool:
         nonlocal records
-        records = read_topic(bootstrap, node.cfg.sensor_topic(node.node_id))
+        records = read_topic(bootstrap, node.cfg.kafka.sensor_topic(node.node_id))
         return confirmed <= {str(r.doc["message_id"]) for r in records}
 
     wait_until(all_there, timeout, 1.0)
@@ -304,7 +304,7 @@ def test_malformed_payload_is_dead_lettered_and_forwarding_goes_on(
     node = make_node(tmp_path, kafka, mosquitto, "92")
     procs_cleanup.append(node)
     node.start_bridge()
-    topic = node.cfg.mqtt_topic_template.format(node_id="92", device_id="node92-dev1")
+    topic = node.cfg.mqtt.topic_template.format(node_id="92", device_id="node92-dev1")
 
     for payload in ("{not json", '{"schema": "fedge.sensor_reading.v1", "temperature": 1}'):
         subprocess.run(
@@ -334,7 +334,7 @@ def test_malformed_payload_is_dead_lettered_and_forwarding_goes_on(
         20,
         "the dead-letter writes to be confirmed",
     )
-    dead = read_dead_letters(kafka.bootstrap, node.cfg.dead_letter_topic, f"bridge:{topic}")
+    dead = read_dead_letters(kafka.bootstrap, node.cfg.kafka.dead_letter_topic, f"bridge:{topic}")
     assert sorted(d["reason"] for d in dead) == ["missing-field", "not-json"]
     assert all(d["node_id"] == "92" and d["detail"] for d in dead)
     assert any(d["value"] == "{not json" for d in dead)

@@ -17,7 +17,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 from fl_runtime.cli import main
 from fl_runtime.config import Config, load_config
 from fl_runtime.errors import ConfigError, ServiceError
-from fl_runtime.topics import desired_topics, ensure_topics, list_topics
+from fl_runtime.service.topics import desired_topics, ensure_topics, list_topics
 from tests.harness.kafka import KafkaBroker
 
 
@@ -50,15 +50,15 @@ def test_desired_topics_follow_the_config() -> None:
     specs = {s.name: s for s in desired_topics(cfg, ["1", "2", "1"])}
 
     assert list(specs) == [
-        cfg.sensor_topic("1"),
-        cfg.sensor_topic("2"),
-        cfg.weights_topic,
-        cfg.global_model_topic,
-        cfg.dead_letter_topic,
+        cfg.kafka.sensor_topic("1"),
+        cfg.kafka.sensor_topic("2"),
+        cfg.kafka.weights_topic,
+        cfg.kafka.global_model_topic,
+        cfg.kafka.dead_letter_topic,
     ]
-    assert specs[cfg.sensor_topic("2")].partitions == 4
-    assert specs[cfg.sensor_topic("2")].config["retention.ms"] == str(2 * 3_600_000)
-    assert specs[cfg.global_model_topic].config == {"cleanup.policy": "compact"}
+    assert specs[cfg.kafka.sensor_topic("2")].partitions == 4
+    assert specs[cfg.kafka.sensor_topic("2")].config["retention.ms"] == str(2 * 3_600_000)
+    assert specs[cfg.kafka.global_model_topic].config == {"cleanup.policy": "compact"}
     with pytest.raises(ConfigError, match="node id"):
         desired_topics(cfg, ["../etc"])
 
@@ -77,20 +77,20 @@ def test_ensure_creates_then_finds_everything(kafka: KafkaBroker) -> None:
 
     assert set(first.values()) == {"created"} and len(first) == 5
     assert second == dict.fromkeys(first, "exists")
-    assert partitions(kafka, cfg.sensor_topic("1")) == cfg.topic_partitions
-    assert topic_config(kafka, cfg.global_model_topic)["cleanup.policy"] == "compact"
-    assert topic_config(kafka, cfg.sensor_topic("2"))["retention.ms"] == str(168 * 3_600_000)
+    assert partitions(kafka, cfg.kafka.sensor_topic("1")) == cfg.kafka.partitions
+    assert topic_config(kafka, cfg.kafka.global_model_topic)["cleanup.policy"] == "compact"
+    assert topic_config(kafka, cfg.kafka.sensor_topic("2"))["retention.ms"] == str(168 * 3_600_000)
 
 
 @pytest.mark.integration
 def test_ensure_adds_partitions_and_repairs_drifted_configs(kafka: KafkaBroker) -> None:
     cfg = isolated_config(kafka.bootstrap)
     ensure_topics(cfg, ["7"])
-    sensor = cfg.sensor_topic("7")
+    sensor = cfg.kafka.sensor_topic("7")
     admin = kafka.admin()
     drift = ConfigResource(
         ConfigResource.Type.TOPIC,
-        cfg.global_model_topic,
+        cfg.kafka.global_model_topic,
         incremental_configs=[
             ConfigEntry("cleanup.policy", "delete", incremental_operation=AlterConfigOpType.SET)
         ],
@@ -99,11 +99,11 @@ def test_ensure_adds_partitions_and_repairs_drifted_configs(kafka: KafkaBroker) 
 
     outcome = ensure_topics(cfg.replace(TOPIC_PARTITIONS=5, SENSOR_RETENTION_HOURS=1), ["7"])
 
-    assert outcome[sensor] == "changed" and outcome[cfg.global_model_topic] == "changed"
-    assert outcome[cfg.weights_topic] == "exists"
+    assert outcome[sensor] == "changed" and outcome[cfg.kafka.global_model_topic] == "changed"
+    assert outcome[cfg.kafka.weights_topic] == "exists"
     assert partitions(kafka, sensor) == 5
     assert topic_config(kafka, sensor)["retention.ms"] == "3600000"
-    assert topic_config(kafka, cfg.global_model_topic)["cleanup.policy"] == "compact"
+    assert topic_config(kafka, cfg.kafka.global_model_topic)["cleanup.policy"] == "compact"
 
 
 @pytest.mark.integration
@@ -113,18 +113,18 @@ def test_fewer_partitions_in_the_config_never_shrink_a_topic(kafka: KafkaBroker)
 
     outcome = ensure_topics(cfg.replace(TOPIC_PARTITIONS=2), ["3"])
 
-    assert outcome[cfg.sensor_topic("3")] == "exists"
-    assert partitions(kafka, cfg.sensor_topic("3")) == 4
+    assert outcome[cfg.kafka.sensor_topic("3")] == "exists"
+    assert partitions(kafka, cfg.kafka.sensor_topic("3")) == 4
 
 
 @pytest.mark.integration
 def test_cli_ensure_and_list(kafka: KafkaBroker) -> None:
     cfg = isolated_config(kafka.bootstrap)
     env = {
-        "FL_SENSOR_TOPIC_PREFIX": cfg.sensor_topic_prefix,
-        "FL_WEIGHTS_TOPIC": cfg.weights_topic,
-        "FL_GLOBAL_MODEL_TOPIC": cfg.global_model_topic,
-        "FL_DEAD_LETTER_TOPIC": cfg.dead_letter_topic,
+        "FL_SENSOR_TOPIC_PREFIX": cfg.kafka.sensor_topic_prefix,
+        "FL_WEIGHTS_TOPIC": cfg.kafka.weights_topic,
+        "FL_GLOBAL_MODEL_TOPIC": cfg.kafka.global_model_topic,
+        "FL_DEAD_LETTER_TOPIC": cfg.kafka.dead_letter_topic,
     }
     runner = CliRunner()
     args = ["--bootstrap-servers", kafka.bootstrap]
@@ -136,11 +136,11 @@ def test_cli_ensure_and_list(kafka: KafkaBroker) -> None:
     listed = runner.invoke(main, ["topics", "list", "--json", *args], env=env)
 
     assert created.exit_code == 0, created.output
-    assert f"created  {cfg.sensor_topic('b')}" in created.output
+    assert f"created  {cfg.kafka.sensor_topic('b')}" in created.output
     statuses = {o["name"]: o["status"] for o in json.loads(again.output)}
-    assert statuses[cfg.sensor_topic("a")] == "exists"
+    assert statuses[cfg.kafka.sensor_topic("a")] == "exists"
     names = {t["name"]: t for t in json.loads(listed.output)}
-    assert names[cfg.sensor_topic("a")]["partitions"] == cfg.topic_partitions
+    assert names[cfg.kafka.sensor_topic("a")]["partitions"] == cfg.kafka.partitions
     assert not any(name.startswith("__") for name in names)
     every = {t.name for t in list_topics(kafka.admin(), internal=True)}
     assert every >= set(names)

@@ -1,7 +1,7 @@
 import json
 from pathlib import Path
 
-from fl_runtime.agglog import (
+from fl_runtime.cloud.agglog import (
     AggregationLog,
     Discarded,
     Participant,

@@ -14,23 +14,23 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from fl_runtime.bridge import (
-    BridgeCore,
-    BridgeMetrics,
-    Incoming,
+from fl_runtime.config import load_config
+from fl_runtime.core.messages import SensorReading, encode_reading
+from fl_runtime.edge.machines import NodeSimulator
+from fl_runtime.edge.sensor.service import SensorResult, SensorSettings, run_sensor
+from fl_runtime.edge.sensor.tracking import SensorMetrics, Tracker
+from fl_runtime.errors import ConfigError
+from fl_runtime.fog.bridge.forwarding import BridgeCore, Incoming
+from fl_runtime.fog.bridge.metrics import BridgeMetrics
+from fl_runtime.fog.bridge.routes import (
     Route,
     default_route,
     device_pattern,
     node_filter,
     parse_route,
 )
-from fl_runtime.config import load_config
-from fl_runtime.deadletter import read_headers
-from fl_runtime.errors import ConfigError
-from fl_runtime.messages import SensorReading, encode_reading
-from fl_runtime.sensor import SensorMetrics, SensorResult, SensorSettings, Tracker, run_sensor
-from fl_runtime.service import Shutdown
-from fl_runtime.simulator import NodeSimulator
+from fl_runtime.service.common import Shutdown
+from fl_runtime.service.deadletter import read_headers
 
 LOG = logging.getLogger("test")
 TEMPLATE = "factory/node-{node_id}/{device_id}/readings"

@@ -45,7 +45,7 @@ def test_bench_sgd_prints_both_figures() -> None:
 def test_sensor_run_id_is_new_at_every_systemd_start() -> None:
     # Prepare: two starts of one unit get two INVOCATION_IDs from systemd.
     from fl_runtime.cli.sensor import run_id_from_environment
-    from fl_runtime.simulator import NodeSimulator
+    from fl_runtime.edge.machines import NodeSimulator
 
     first = run_id_from_environment({"INVOCATION_ID": "0123456789abcdef0123456789abcdef"})
     second = run_id_from_environment({"INVOCATION_ID": "fedcba9876543210fedcba9876543210"})

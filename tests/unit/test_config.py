@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from fl_runtime.config import SETTINGS, load_config, reference_markdown
+from fl_runtime.config import SETTINGS, load_config, reference_markdown, setting_named
 from fl_runtime.errors import ConfigError
 
 SEED_NAMES = [
@@ -26,16 +26,16 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_defaults_without_a_file(tmp_path: Path) -> None:
     cfg = load_config(env={"FL_CONFIG": str(write(tmp_path, ""))})
     for name in SEED_NAMES:
-        assert cfg[name] is not None
-    assert cfg.learning_rate == 0.05
-    assert cfg.sensor_topic("7") == "sensor-data-node-7"
+        assert cfg.value(setting_named(name)) is not None
+    assert cfg.training.learning_rate == 0.05
+    assert cfg.kafka.sensor_topic("7") == "sensor-data-node-7"
 
 
 def test_file_then_env_precedence(tmp_path: Path) -> None:
     path = write(tmp_path, "[training]\nlearning_rate = 0.2\nbatch_size = 64\n")
     cfg = load_config(path, env={"FL_BATCH_SIZE": "128"})
-    assert cfg.learning_rate == 0.2
-    assert cfg.batch_size == 128
+    assert cfg.training.learning_rate == 0.2
+    assert cfg.training.batch_size == 128
     assert cfg.sources["LEARNING_RATE"] == str(path)
     assert cfg.sources["BATCH_SIZE"] == "env"
     assert cfg.sources["LOCAL_EPOCHS"] == "default"
@@ -80,7 +80,7 @@ def test_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
 
 def test_replace_validates(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, ""), env={})
-    assert cfg.replace(BATCH_SIZE=8).batch_size == 8
+    assert cfg.replace(BATCH_SIZE=8).training.batch_size == 8
     with pytest.raises(ConfigError, match="BATCH_SIZE"):
         cfg.replace(BATCH_SIZE=-3)
 
@@ -88,7 +88,8 @@ def test_replace_validates(tmp_path: Path) -> None:
 def test_to_toml_round_trips(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, '[fog]\nnode_id = "7"\n'), env={})
     again = load_config(write(tmp_path, cfg.to_toml()), env={})
-    assert dict(again.values) == dict(cfg.values)
+    assert again == cfg  # every section, every value (sources are not compared)
+    assert again.fog.node_id == "7"
 
 
 def test_reference_lists_every_setting() -> None:
@@ -96,3 +97,12 @@ def test_reference_lists_every_setting() -> None:
     for s in SETTINGS:
         assert f"`{s.name}`" in doc
         assert s.help
+
+
+def test_settings_are_read_one_way_typed_by_section(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, '[fog]\nnode_id = "7"\n'), env={})
+    assert cfg.fog.node_id == "7"
+    with pytest.raises(AttributeError):
+        cfg.node_id  # type: ignore[attr-defined]  # noqa: B018
+    with pytest.raises(TypeError):
+        cfg["NODE_ID"]  # type: ignore[index]

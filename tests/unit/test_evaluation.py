@@ -4,9 +4,10 @@ import numpy as np
 from click.testing import CliRunner
 
 from fl_runtime.cli import main
-from fl_runtime.evaluation import EMPTY, global_metrics
-from fl_runtime.model import Confusion
-from fl_runtime.simulation import run_federated, simulator_partitions
+from fl_runtime.core.evaluation import EMPTY, global_metrics
+from fl_runtime.core.model import Confusion
+from fl_runtime.sim.federation import run_federated
+from fl_runtime.sim.partition import simulator_partitions
 
 
 def test_summed_node_counts_equal_the_pooled_metrics() -> None:

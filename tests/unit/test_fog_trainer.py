@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from fl_runtime.config import Config, load_config
-from fl_runtime.fog import FogTrainer, Rejected, parse_rows
-from fl_runtime.messages import GlobalModel, WeightUpdate, encode_reading
-from fl_runtime.scaling import Scaler, to_raw
-from fl_runtime.simulator import NodeSimulator
+from fl_runtime.core.messages import GlobalModel, WeightUpdate, encode_reading
+from fl_runtime.core.scaling import Scaler, to_raw
+from fl_runtime.edge.machines import NodeSimulator
+from fl_runtime.fog.trainer import FogTrainer, Rejected, parse_rows
 
 
 def batch(node: str = "1", n: int = 400, seed: int = 0, start: float = 1.8e9) -> list[bytes]:

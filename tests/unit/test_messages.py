@@ -8,8 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fl_runtime.errors import ValidationError
-from fl_runtime.messages import (
+from fl_runtime.core.messages import (
     MAX_READING_BYTES,
     EvalCounts,
     FeatureStatsMsg,
@@ -23,6 +22,7 @@ from fl_runtime.messages import (
     encode_reading,
     encode_update,
 )
+from fl_runtime.errors import ValidationError
 
 NOW = time.time()
 READING = SensorReading("node1-dev1-s0-0", "node1-dev1", "1", 0, NOW, 2.1, 2.2, 1.5, 61.0, 6.1, 0)

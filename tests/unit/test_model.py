@@ -1,8 +1,16 @@
 import numpy as np
 import pytest
 
-from fl_runtime.model import Confusion, init_weights, log_loss, predict_proba, roc_auc, sgd, sigmoid
-from fl_runtime.scaling import FeatureStats, Scaler, merge_all
+from fl_runtime.core.model import (
+    Confusion,
+    init_weights,
+    log_loss,
+    predict_proba,
+    roc_auc,
+    sgd,
+    sigmoid,
+)
+from fl_runtime.core.scaling import FeatureStats, Scaler, merge_all
 
 
 def reference_sgd(

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fl_runtime.agglog import read_log
 from fl_runtime.cli import main
-from fl_runtime.partition import dirichlet, iid, load_labelled
-from fl_runtime.simulation import compare, run_federated, simulator_partitions
+from fl_runtime.cloud.agglog import read_log
+from fl_runtime.sim.comparison import compare
+from fl_runtime.sim.federation import run_federated
+from fl_runtime.sim.partition import dirichlet, iid, load_labelled, simulator_partitions
 
 
 def test_run_federated_python_api() -> None:

@@ -1,10 +1,11 @@
 import numpy as np
 
-from fl_runtime.messages import decode_reading, encode_reading
-from fl_runtime.model import LogisticRegressionModel
-from fl_runtime.scaling import FeatureStats, Scaler
-from fl_runtime.simulation import TrainingParams, run_federated, simulator_partitions
-from fl_runtime.simulator import MachineProfile, NodeSimulator, node_dataset
+from fl_runtime.core.messages import decode_reading, encode_reading
+from fl_runtime.core.model import LogisticRegressionModel
+from fl_runtime.core.scaling import FeatureStats, Scaler
+from fl_runtime.edge.machines import MachineProfile, NodeSimulator, node_dataset
+from fl_runtime.sim.federation import TrainingParams, run_federated
+from fl_runtime.sim.partition import simulator_partitions
 
 
 def test_deterministic_for_a_seed() -> None:
@@ -55,7 +56,7 @@ def test_not_trivially_separable_and_fl_matters() -> None:
     params = TrainingParams()
     fed = run_federated(parts, 20, params=params, seed=1).model
     px, py = np.vstack([x for x, _ in parts]), np.concatenate([y for _, y in parts])
-    from fl_runtime.model import init_weights, sgd
+    from fl_runtime.core.model import init_weights, sgd
 
     scaler = Scaler.from_stats(FeatureStats.of(px))
     central = LogisticRegressionModel(

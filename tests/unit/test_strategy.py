@@ -3,7 +3,7 @@ import logging
 import numpy as np
 import pytest
 
-from fl_runtime.strategy import (
+from fl_runtime.core.strategy import (
     BatchAggregator,
     ClientUpdate,
     FedBuffAggregator,
@@ -94,7 +94,7 @@ def test_stale_updates_are_discarded_and_logged(caplog: pytest.LogCaptureFixture
     agg = BatchAggregator(dim=2, min_nodes=1, max_age_s=30)
     agg.submit(upd("1", [1, 1], ts=100))
     agg.submit(upd("2", [5, 5], ts=50))
-    with caplog.at_level(logging.WARNING, logger="fl_runtime.strategy"):
+    with caplog.at_level(logging.WARNING, logger="fl_runtime.core.strategy"):
         outcome = agg.aggregate(now=110.0)
     assert outcome is not None
     assert [p.update.node_id for p in outcome.participants] == ["1"]

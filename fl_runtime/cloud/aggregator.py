@@ -18,29 +18,29 @@ import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import Counter, Gauge
 
-from fl_runtime import deadletter
-from fl_runtime.agglog import AggregationLog, round_record
+from fl_runtime.cloud.agglog import AggregationLog, round_record
 from fl_runtime.config import Config
-from fl_runtime.errors import ValidationError
-from fl_runtime.evaluation import GlobalMetrics, global_metrics
-from fl_runtime.features import WEIGHT_DIM
-from fl_runtime.messages import (
+from fl_runtime.core.evaluation import GlobalMetrics, global_metrics
+from fl_runtime.core.features import WEIGHT_DIM
+from fl_runtime.core.messages import (
     GlobalModel,
     WeightUpdate,
     decode_global,
     decode_update,
     encode_global,
 )
-from fl_runtime.model import Confusion
-from fl_runtime.scaling import FeatureStats, Scaler, merge_all
-from fl_runtime.service import (
+from fl_runtime.core.model import Confusion
+from fl_runtime.core.scaling import FeatureStats, Scaler, merge_all
+from fl_runtime.core.strategy import BatchAggregator, ClientUpdate, FedBuffAggregator, RoundOutcome
+from fl_runtime.errors import ValidationError
+from fl_runtime.service import deadletter
+from fl_runtime.service.common import (
     Shutdown,
     event,
     kafka_consumer_conf,
     kafka_producer_conf,
     watermarks,
 )
-from fl_runtime.strategy import BatchAggregator, ClientUpdate, FedBuffAggregator, RoundOutcome
 
 log = logging.getLogger("fl_runtime.aggregator")
 GLOBAL_KEY = b"global"
@@ -56,7 +56,7 @@ def load_latest_global(cfg: Config, timeout_s: float = 10.0) -> GlobalModel | No
     """Read the compacted global-model topic to its end; return the newest model."""
     consumer = Consumer(kafka_consumer_conf(cfg, f"fl-global-reader-{time.time_ns()}"))
     try:
-        topic = cfg.global_model_topic
+        topic = cfg.kafka.global_model_topic
         meta = consumer.list_topics(topic, timeout=timeout_s)
         if topic not in meta.topics or meta.topics[topic].error is not None:
             return None
@@ -104,13 +104,13 @@ class AggregatorService:
         self, cfg: Config, *, mode: str | None = None, shutdown: Shutdown | None = None
     ) -> None:
         self.cfg = cfg
-        self.mode = mode or cfg.aggregation_mode
+        self.mode = mode or cfg.aggregation.mode
         self.shutdown = shutdown or Shutdown()
-        self.log = AggregationLog(cfg.aggregation_log)
+        self.log = AggregationLog(cfg.aggregation.log_path)
         self.state = AggregatorState()
         self.producer = Producer(kafka_producer_conf(cfg, "fl-aggregator", **{"linger.ms": 0}))
         self.consumer = Consumer(kafka_consumer_conf(cfg, "fl-aggregator"))
-        self.strategy_name = "fedbuff" if self.mode == "async" else cfg.aggregation_strategy
+        self.strategy_name = "fedbuff" if self.mode == "async" else cfg.aggregation.strategy
         self.batch: BatchAggregator | None = None
         self.fedbuff: FedBuffAggregator | None = None
 
@@ -131,22 +131,22 @@ class AggregatorService:
         if self.mode == "async":
             self.fedbuff = FedBuffAggregator(
                 dim=WEIGHT_DIM,
-                k=self.cfg.fedbuff_k,
-                server_lr=self.cfg.fedbuff_server_lr,
-                max_staleness=self.cfg.max_staleness_versions,
-                max_age_s=self.cfg.max_weight_age,
-                max_norm=self.cfg.max_update_norm,
+                k=self.cfg.aggregation.fedbuff_k,
+                server_lr=self.cfg.aggregation.fedbuff_server_lr,
+                max_staleness=self.cfg.aggregation.max_staleness_versions,
+                max_age_s=self.cfg.aggregation.max_weight_age_seconds,
+                max_norm=self.cfg.aggregation.max_update_norm,
                 initial=initial,
                 version=version,
             )
         else:
             self.batch = BatchAggregator(
                 dim=WEIGHT_DIM,
-                min_nodes=self.cfg.min_nodes_for_aggregation,
-                max_age_s=self.cfg.max_weight_age,
-                strategy=self.cfg.aggregation_strategy,
-                trim_ratio=self.cfg.trim_ratio,
-                max_norm=self.cfg.max_update_norm,
+                min_nodes=self.cfg.aggregation.min_nodes,
+                max_age_s=self.cfg.aggregation.max_weight_age_seconds,
+                strategy=self.cfg.aggregation.strategy,
+                trim_ratio=self.cfg.aggregation.trim_ratio,
+                max_norm=self.cfg.aggregation.max_update_norm,
                 initial=initial,
                 version=version,
             )
@@ -155,15 +155,15 @@ class AggregatorService:
     # ------------------------------------------------------------------ main loop
     def run(self) -> None:
         self._resume()
-        self.consumer.subscribe([self.cfg.weights_topic])
-        next_round = time.monotonic() + self.cfg.aggregation_interval_seconds
+        self.consumer.subscribe([self.cfg.kafka.weights_topic])
+        next_round = time.monotonic() + self.cfg.aggregation.interval_seconds
         event(
             log,
             "aggregator started",
             mode=self.mode,
             strategy=self.strategy_name,
-            min_nodes=self.cfg.min_nodes_for_aggregation,
-            max_weight_age=self.cfg.max_weight_age,
+            min_nodes=self.cfg.aggregation.min_nodes,
+            max_weight_age=self.cfg.aggregation.max_weight_age_seconds,
         )
         try:
             while not self.shutdown.requested:
@@ -171,7 +171,7 @@ class AggregatorService:
                 if msg is not None:
                     self._handle(msg)
                 if self.batch is not None and time.monotonic() >= next_round:
-                    next_round = time.monotonic() + self.cfg.aggregation_interval_seconds
+                    next_round = time.monotonic() + self.cfg.aggregation.interval_seconds
                     self._batch_round()
                 self.producer.poll(0)
         finally:
@@ -223,11 +223,11 @@ class AggregatorService:
         )
         deadletter.publish(
             self.producer,
-            self.cfg.dead_letter_topic,
+            self.cfg.kafka.dead_letter_topic,
             payload,
             reason=exc.reason,
             detail=exc.detail,
-            source=f"aggregator:{self.cfg.weights_topic}",
+            source=f"aggregator:{self.cfg.kafka.weights_topic}",
             node_id=(key or b"").decode("utf-8", "replace") or None,
             key=key,
         )
@@ -278,7 +278,7 @@ class AggregatorService:
         aggregate_ms = (time.perf_counter() - t0) * 1000
         t1 = time.perf_counter()
         self.producer.produce(
-            self.cfg.global_model_topic, key=GLOBAL_KEY, value=encode_global(model)
+            self.cfg.kafka.global_model_topic, key=GLOBAL_KEY, value=encode_global(model)
         )
         remaining = self.producer.flush(30)
         if remaining:

@@ -47,7 +47,7 @@ class JsonFormatter(logging.Formatter):
 
 def setup_logging(cfg: Config, service: str) -> logging.Logger:
     handler = logging.StreamHandler(sys.stderr)
-    if cfg.log_format == "json":
+    if cfg.service.log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(
@@ -55,7 +55,7 @@ def setup_logging(cfg: Config, service: str) -> logging.Logger:
         )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(cfg.log_level)
+    root.setLevel(cfg.service.log_level)
     for noisy in ("py4j", "kafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return logging.getLogger(f"fl_runtime.{service}")
@@ -98,7 +98,7 @@ def start_metrics(cfg: Config, service: str, port: int | None = None) -> int | N
     """Serve Prometheus metrics; returns the port, or None when disabled (-1)."""
     from prometheus_client import start_http_server
 
-    chosen = cfg.metrics_port if port is None else port
+    chosen = cfg.service.metrics_port if port is None else port
     if chosen == -1:
         return None
     if chosen == 0:
@@ -108,12 +108,12 @@ def start_metrics(cfg: Config, service: str, port: int | None = None) -> int | N
 
 
 def _security(cfg: Config) -> dict[str, Any]:
-    return {"security.protocol": cfg.kafka_security_protocol}
+    return {"security.protocol": cfg.kafka.security_protocol}
 
 
 def kafka_producer_conf(cfg: Config, client_id: str, **extra: Any) -> dict[str, Any]:
     conf: dict[str, Any] = {
-        "bootstrap.servers": cfg.kafka_bootstrap_servers,
+        "bootstrap.servers": cfg.kafka.bootstrap_servers,
         "client.id": client_id,
         "acks": "all",
         "enable.idempotence": True,
@@ -128,7 +128,7 @@ def kafka_producer_conf(cfg: Config, client_id: str, **extra: Any) -> dict[str, 
 
 def kafka_consumer_conf(cfg: Config, group_id: str, **extra: Any) -> dict[str, Any]:
     conf: dict[str, Any] = {
-        "bootstrap.servers": cfg.kafka_bootstrap_servers,
+        "bootstrap.servers": cfg.kafka.bootstrap_servers,
         "group.id": group_id,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",

@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from fl_runtime.evaluation import GlobalMetrics
-    from fl_runtime.strategy import RoundOutcome
+    from fl_runtime.core.evaluation import GlobalMetrics
+    from fl_runtime.core.strategy import RoundOutcome
 
 SCHEMA = "fl-agglog/1"
 log = logging.getLogger(__name__)

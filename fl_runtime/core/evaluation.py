@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from fl_runtime.model import Confusion
+from fl_runtime.core.model import Confusion
 
 
 @dataclass(frozen=True)

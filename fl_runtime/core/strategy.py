@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,7 +35,6 @@ Update = tuple[np.ndarray, int]
 STRATEGIES = ("fedavg", "median", "trimmed-mean")
 
 
-# --------------------------------------------------------------------------- pure functions
 def _stack(updates: Sequence[Update]) -> tuple[np.ndarray, np.ndarray]:
     if not updates:
         raise ValueError("no updates to aggregate")
@@ -108,7 +107,6 @@ def staleness_weight(versions_behind: int, exponent: float = 0.5) -> float:
     return float((1.0 + versions_behind) ** -exponent)
 
 
-# --------------------------------------------------------------------------- stateful aggregators
 @dataclass(frozen=True)
 class ClientUpdate:
     """One node's update as the aggregator sees it (decoded, not yet trusted)."""
@@ -120,8 +118,8 @@ class ClientUpdate:
     timestamp: float
     update_id: str = ""
     local_loss: float | None = None
-    evaluation: object | None = None  # fl_runtime.model.Confusion-like counts, opaque here
-    feature_stats: object | None = None  # fl_runtime.scaling.FeatureStats, opaque here
+    evaluation: object | None = None  # fl_runtime.core.model.Confusion-like counts, opaque here
+    feature_stats: object | None = None  # fl_runtime.core.scaling.FeatureStats, opaque here
 
 
 @dataclass(frozen=True)
@@ -296,7 +294,6 @@ class FedBuffAggregator(_Base):
         max_norm: float = 1e4,
         initial: np.ndarray | None = None,
         version: int = 0,
-        clock: Callable[[], float] | None = None,
     ) -> None:
         if k < 1:
             raise ValueError("k must be >= 1")

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fl_runtime.features import N_FEATURES
-from fl_runtime.messages import SensorReading
+from fl_runtime.core.features import N_FEATURES
+from fl_runtime.core.messages import SensorReading
 
 FAULTS: tuple[str, ...] = (
     "bearing_wear",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fl_runtime.features import N_FEATURES
+from fl_runtime.core.features import N_FEATURES
 
 MIN_STD = 1e-6
 

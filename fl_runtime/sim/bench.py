@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fl_runtime.model import init_weights, sgd
-from fl_runtime.scaling import FeatureStats, Scaler
-from fl_runtime.simulator import node_dataset
+from fl_runtime.core.model import init_weights, sgd
+from fl_runtime.core.scaling import FeatureStats, Scaler
+from fl_runtime.edge.machines import node_dataset
 
 
 def _best_of(repeats: int, func: Callable[[], object]) -> float:

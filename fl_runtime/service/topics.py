@@ -72,17 +72,19 @@ class TopicInfo:
 
 def desired_topics(cfg: Config, node_ids: Iterable[str]) -> list[TopicSpec]:
     """The topics for ``node_ids`` (sensor topics) plus the shared ones."""
-    rf = int(cfg["TOPIC_REPLICATION_FACTOR"])
-    retention = str(int(cfg["SENSOR_RETENTION_HOURS"]) * _HOUR_MS)
+    rf = int(cfg.kafka.replication_factor)
+    retention = str(int(cfg.kafka.sensor_retention_hours) * _HOUR_MS)
     sensor = {"cleanup.policy": "delete", "retention.ms": retention}
     specs = [
-        TopicSpec(cfg.sensor_topic(_checked_node_id(n)), int(cfg["TOPIC_PARTITIONS"]), rf, sensor)
+        TopicSpec(
+            cfg.kafka.sensor_topic(_checked_node_id(n)), int(cfg.kafka.partitions), rf, sensor
+        )
         for n in dict.fromkeys(node_ids)
     ]
     specs += [
-        TopicSpec(cfg["WEIGHTS_TOPIC"], 1, rf, {"cleanup.policy": "delete"}),
-        TopicSpec(cfg["GLOBAL_MODEL_TOPIC"], 1, rf, {"cleanup.policy": "compact"}),
-        TopicSpec(cfg["DEAD_LETTER_TOPIC"], 1, rf, {"cleanup.policy": "delete"}),
+        TopicSpec(cfg.kafka.weights_topic, 1, rf, {"cleanup.policy": "delete"}),
+        TopicSpec(cfg.kafka.global_model_topic, 1, rf, {"cleanup.policy": "compact"}),
+        TopicSpec(cfg.kafka.dead_letter_topic, 1, rf, {"cleanup.policy": "delete"}),
     ]
     return specs
 
@@ -91,8 +93,8 @@ def admin_client(cfg: Config) -> AdminClient:
     """An AdminClient for the configured cluster."""
     return AdminClient(
         {
-            "bootstrap.servers": cfg["KAFKA_BOOTSTRAP_SERVERS"],
-            "security.protocol": cfg["KAFKA_SECURITY_PROTOCOL"],
+            "bootstrap.servers": cfg.kafka.bootstrap_servers,
+            "security.protocol": cfg.kafka.security_protocol,
             "log_level": 3,
         }
     )
@@ -110,7 +112,7 @@ def ensure_topics(
     ``node_ids`` defaults to this node's ``NODE_ID``. Raises ServiceError when
     the cluster does not answer or refuses a change.
     """
-    ids = [cfg["NODE_ID"]] if node_ids is None else list(node_ids)
+    ids = [cfg.fog.node_id] if node_ids is None else list(node_ids)
     outcomes = reconcile_topics(admin or admin_client(cfg), desired_topics(cfg, ids), timeout)
     return {o.name: o.status for o in outcomes}
 

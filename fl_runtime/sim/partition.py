@@ -78,3 +78,12 @@ def _check(x: np.ndarray, y: np.ndarray, p: Path) -> Partition:
     if not np.isin(y, (0, 1)).all():
         raise ValidationError("out-of-range", f"{p}: labels must be 0 or 1")
     return x, y.astype(np.int8)
+
+
+def simulator_partitions(
+    nodes: int, samples_per_node: int, seed: int, anomaly_rate: float | None = None
+) -> list[Partition]:
+    """The default non-IID federation: node k watches machine k of the simulator."""
+    from fl_runtime.edge.machines import node_dataset
+
+    return [node_dataset(str(k), samples_per_node, seed, anomaly_rate) for k in range(1, nodes + 1)]

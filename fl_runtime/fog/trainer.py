@@ -9,7 +9,7 @@ Streaming query on ``sensor-data-node-<id>`` through ``foreachBatch``.
 Raw readings never leave this process: what goes out is a weight vector, the
 sample count, feature summaries ``(n, mean, M2)`` and evaluation counts.
 
-Weights on the wire are for *raw* features (see :func:`fl_runtime.scaling.to_raw`);
+Weights on the wire are for *raw* features (see :func:`fl_runtime.core.scaling.to_raw`);
 training runs on features standardised with the federated scaler carried by the
 global model (local statistics until the first global model arrives).
 
@@ -35,23 +35,22 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from prometheus_client import Counter, Gauge
 
 from fl_runtime.config import Config
-from fl_runtime.errors import ValidationError
-from fl_runtime.features import FEATURES, N_FEATURES
-from fl_runtime.messages import (
+from fl_runtime.core.features import N_FEATURES
+from fl_runtime.core.messages import (
     EvalCounts,
     FeatureStatsMsg,
     GlobalModel,
     WeightUpdate,
     validate_reading_dict,
 )
-from fl_runtime.model import Confusion, init_weights, log_loss, sgd
-from fl_runtime.scaling import FeatureStats, Scaler, from_raw, to_raw
+from fl_runtime.core.model import Confusion, init_weights, log_loss, sgd
+from fl_runtime.core.scaling import FeatureStats, Scaler, from_raw, to_raw
+from fl_runtime.errors import ValidationError
 
 log = logging.getLogger("fl_runtime.fog")
 
@@ -196,7 +195,9 @@ class FogTrainer:
             ROWS.labels(f"invalid:{r.reason}").inc()
             if dead_letter is not None:
                 dead_letter(r)
-        hold = np.array([is_holdout(i, self.cfg.holdout_fraction) for i in ids], dtype=bool)
+        hold = np.array(
+            [is_holdout(i, self.cfg.training.holdout_fraction) for i in ids], dtype=bool
+        )
         for row, label in zip(x[hold], y[hold], strict=True):
             self.hold_x.append(row)
             self.hold_y.append(int(label))
@@ -228,10 +229,10 @@ class FogTrainer:
             self.weights_std,
             xs,
             y,
-            learning_rate=self.cfg.learning_rate,
-            batch_size=self.cfg.batch_size,
-            epochs=self.cfg.local_epochs,
-            l2=self.cfg.l2,
+            learning_rate=self.cfg.training.learning_rate,
+            batch_size=self.cfg.training.batch_size,
+            epochs=self.cfg.training.local_epochs,
+            l2=self.cfg.training.l2,
             rng=self.rng,
         )
         self.loss_since_base.append(log_loss(self.weights_std, xs, y))
@@ -244,7 +245,9 @@ class FogTrainer:
         rather than sent (a restarted node never publishes from its old base)."""
         with self.work:
             self._apply_pending_global()
-            due = time.monotonic() - self.last_publish >= self.cfg.weight_publish_interval_seconds
+            due = (
+                time.monotonic() - self.last_publish >= self.cfg.fog.weight_publish_interval_seconds
+            )
             if not (due or force) or self.n_since_base == 0:
                 return None
             update = self.make_update()
@@ -330,11 +333,3 @@ class FogTrainer:
             self.last_batch_id,
             self.stats.n,
         )
-
-
-def feature_names() -> tuple[str, ...]:
-    return FEATURES
-
-
-def spark_row_values(rows: Iterable[Any]) -> list[bytes | None]:
-    return [r["value"] for r in rows]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fl_runtime.scaling import Scaler
+from fl_runtime.core.scaling import Scaler
 
 EPS = 1e-12
 

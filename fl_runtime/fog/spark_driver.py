@@ -18,12 +18,12 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from fl_runtime import deadletter
 from fl_runtime.config import Config
+from fl_runtime.core.messages import WeightUpdate, decode_global, encode_update
 from fl_runtime.errors import ServiceError, ValidationError
-from fl_runtime.fog import FogTrainer, Rejected
-from fl_runtime.messages import WeightUpdate, decode_global, encode_update
-from fl_runtime.service import (
+from fl_runtime.fog.trainer import FogTrainer, Rejected
+from fl_runtime.service import deadletter
+from fl_runtime.service.common import (
     Shutdown,
     event,
     kafka_consumer_conf,
@@ -48,7 +48,7 @@ class GlobalModelListener(threading.Thread):
         self.consumer = Consumer(kafka_consumer_conf(cfg, f"fl-fog-{node_id}-global"))
 
     def run(self) -> None:
-        topic = self.cfg.global_model_topic
+        topic = self.cfg.kafka.global_model_topic
         try:
             meta = self.consumer.list_topics(topic, timeout=15)
             parts = list(meta.topics[topic].partitions) if topic in meta.topics else [0]
@@ -76,8 +76,8 @@ class GlobalModelListener(threading.Thread):
 def spark_jars(cfg: Config) -> list[str]:
     """The Kafka connector jars: SPARK_JARS, else the artifact cache, else none
     (hosts provisioned by Ansible have them in pyspark/jars)."""
-    if cfg.spark_jars:
-        return [j for j in cfg.spark_jars.split(",") if j]
+    if cfg.fog.spark_jars:
+        return [j for j in cfg.fog.spark_jars.split(",") if j]
     try:
         from fl_runtime.artifacts import spark_kafka_jars
 
@@ -91,14 +91,14 @@ def build_session(cfg: Config, node_id: str) -> Any:
     from pyspark.sql import SparkSession
 
     builder = (
-        SparkSession.builder.master(cfg.spark_master)
+        SparkSession.builder.master(cfg.fog.spark_master)
         .appName(f"fl-fog-{node_id}")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.driver.memory", os.environ.get("FL_SPARK_DRIVER_MEMORY", "512m"))
         .config("spark.sql.streaming.stopGracefullyOnShutdown", "true")
     )
-    if cfg.spark_master.startswith("local"):
+    if cfg.fog.spark_master.startswith("local"):
         # Everything runs in this process: keep Spark's driver on loopback.
         builder = builder.config("spark.driver.bindAddress", "127.0.0.1").config(
             "spark.driver.host", "127.0.0.1"
@@ -113,11 +113,11 @@ def build_session(cfg: Config, node_id: str) -> Any:
 
 def run(cfg: Config, node_id: str, shutdown: Shutdown | None = None) -> None:
     shutdown = shutdown or Shutdown()
-    state_dir = Path(cfg.checkpoint_dir) / f"node-{node_id}"
+    state_dir = Path(cfg.fog.checkpoint_dir) / f"node-{node_id}"
     producer = Producer(kafka_producer_conf(cfg, f"fl-fog-{node_id}", **{"linger.ms": 0}))
 
     def publish(update: WeightUpdate) -> None:
-        producer.produce(cfg.weights_topic, key=node_id.encode(), value=encode_update(update))
+        producer.produce(cfg.kafka.weights_topic, key=node_id.encode(), value=encode_update(update))
         if producer.flush(30):
             raise ServiceError("weight update not delivered within 30 s")
         event(
@@ -131,11 +131,11 @@ def run(cfg: Config, node_id: str, shutdown: Shutdown | None = None) -> None:
     def dead_letter(rejected: Rejected) -> None:
         deadletter.publish(
             producer,
-            cfg.dead_letter_topic,
+            cfg.kafka.dead_letter_topic,
             rejected.payload,
             reason=rejected.reason,
             detail=rejected.detail,
-            source=f"fog:{cfg.sensor_topic(node_id)}",
+            source=f"fog:{cfg.kafka.sensor_topic(node_id)}",
             node_id=node_id,
         )
 
@@ -156,9 +156,9 @@ def run(cfg: Config, node_id: str, shutdown: Shutdown | None = None) -> None:
 
     stream = (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", cfg.kafka_bootstrap_servers)
-        .option("kafka.security.protocol", cfg.kafka_security_protocol)
-        .option("subscribe", cfg.sensor_topic(node_id))
+        .option("kafka.bootstrap.servers", cfg.kafka.bootstrap_servers)
+        .option("kafka.security.protocol", cfg.kafka.security_protocol)
+        .option("subscribe", cfg.kafka.sensor_topic(node_id))
         .option("startingOffsets", "earliest")
         .option("maxOffsetsPerTrigger", "20000")
         .load()
@@ -166,15 +166,15 @@ def run(cfg: Config, node_id: str, shutdown: Shutdown | None = None) -> None:
     query = (
         stream.writeStream.foreachBatch(on_batch)
         .option("checkpointLocation", str(state_dir / "spark"))
-        .trigger(processingTime=f"{cfg.spark_trigger_seconds} seconds")
+        .trigger(processingTime=f"{cfg.fog.trigger_seconds} seconds")
         .start()
     )
     event(
         log,
         "fog node started",
         node=node_id,
-        topic=cfg.sensor_topic(node_id),
-        master=cfg.spark_master,
+        topic=cfg.kafka.sensor_topic(node_id),
+        master=cfg.fog.spark_master,
         base_version=trainer.base_version,
     )
     try:

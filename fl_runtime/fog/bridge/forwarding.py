@@ -1,0 +1,241 @@
+"""The bridge's logic, free of sockets: validate, forward or dead-letter, then ack.
+
+:class:`BridgeCore` gets messages through :meth:`BridgeCore.handle` and acknowledges
+through any object with ``ack(mid, qos)``, so tests drive it with fakes.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from fl_runtime.core.messages import decode_reading
+from fl_runtime.errors import ValidationError
+from fl_runtime.fog.bridge.metrics import BridgeMetrics
+from fl_runtime.fog.bridge.routes import Route, device_pattern
+from fl_runtime.service import deadletter
+from fl_runtime.service.common import event
+
+_REJECTIONS_LOGGED_PER_REASON = 10
+_BUFFER_FULL_SLEEP = 0.05
+_ROUTE_CACHE_SIZE = 10_000
+
+
+class Acker(Protocol):
+    def ack(self, mid: int, qos: int) -> Any: ...
+
+
+class Producer(Protocol):
+    def produce(self, topic: str, *args: Any, **kwargs: Any) -> None: ...
+
+    def poll(self, timeout: float = ...) -> int: ...
+
+    def flush(self, timeout: float = ...) -> int: ...
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One MQTT message as the bridge sees it."""
+
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    dup: bool = False
+
+
+@dataclass(frozen=True)
+class _Pending:
+    generation: int
+    mid: int
+    qos: int
+
+
+class BridgeCore:
+    """Validate, forward or dead-letter, and acknowledge only after Kafka confirmed.
+
+    Thread model: :meth:`handle` runs on the MQTT network thread, the delivery
+    callbacks on the thread that polls the producer. A *generation* counts MQTT
+    connections: an ack is sent only on the connection the message came in on,
+    because after a reconnect Mosquitto redelivers it (and may reuse its id).
+    """
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        routes: Sequence[Route],
+        dead_letter_topic: str,
+        producer: Producer,
+        acker: Acker,
+        metrics: BridgeMetrics,
+        log: logging.Logger,
+        topic_template: str | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.routes = tuple(routes)
+        self.dead_letter_topic = dead_letter_topic
+        self._producer = producer
+        self._acker = acker
+        self._metrics = metrics
+        self._log = log
+        self._device_re = (
+            None if topic_template is None else device_pattern(topic_template, node_id)
+        )
+        self._lock = threading.Lock()
+        self._pending: dict[int, _Pending] = {}
+        self._tokens = 0
+        self._generation = 0
+        self._connected = False
+        self._accepting = True
+        self._failure: str | None = None
+        self._rejections: dict[str, int] = {}
+        self._route_cache: dict[str, Route | None] = {}
+        metrics.inflight.set_function(lambda: self.inflight)
+
+    @property
+    def inflight(self) -> int:
+        """Messages received but not yet settled (written, or given up on)."""
+        return len(self._pending)
+
+    @property
+    def failure(self) -> str | None:
+        """Why the bridge must stop (a Kafka write failed for good), or None."""
+        return self._failure
+
+    def connection_up(self) -> None:
+        with self._lock:
+            self._generation += 1
+            self._connected = True
+
+    def connection_down(self) -> None:
+        with self._lock:
+            self._generation += 1
+            self._connected = False
+
+    def stop_accepting(self) -> None:
+        """Ignore new messages from now on; unacknowledged, Mosquitto keeps them."""
+        self._accepting = False
+
+    def handle(self, msg: Incoming) -> None:
+        if not self._accepting:
+            return
+        self._metrics.received.inc()
+        if msg.dup:
+            self._metrics.redelivered.inc()
+        route = self._route(msg.topic)
+        if route is None:
+            self._reject(msg, "unrouted", f"no --map route matches topic {msg.topic!r}")
+            return
+        try:
+            reading = decode_reading(msg.payload)
+        except ValidationError as exc:
+            self._reject(msg, exc.reason, exc.detail)
+            return
+        if reading.node_id != self.node_id:
+            detail = f"node_id {reading.node_id!r} arrived at the bridge of node {self.node_id!r}"
+            self._reject(msg, "node-mismatch", detail)
+            return
+        topic_device = self._topic_device(msg.topic)
+        if topic_device is not None and topic_device != reading.device_id:
+            detail = f"device_id {reading.device_id!r} published on topic {msg.topic!r}"
+            self._reject(msg, "device-mismatch", detail)
+            return
+        token = self._track(msg)
+        callback = functools.partial(self._delivered, token, None)
+        self._produce(
+            token,
+            route.kafka_topic,
+            value=msg.payload,
+            key=reading.device_id.encode(),
+            on_delivery=callback,
+        )
+
+    def _route(self, topic: str) -> Route | None:
+        """The first route matching ``topic``, remembered (a node has few topics)."""
+        try:
+            return self._route_cache[topic]
+        except KeyError:
+            pass
+        if len(self._route_cache) >= _ROUTE_CACHE_SIZE:
+            self._route_cache.clear()
+        route = next((r for r in self.routes if r.matches(topic)), None)
+        self._route_cache[topic] = route
+        return route
+
+    def _topic_device(self, topic: str) -> str | None:
+        if self._device_re is None:
+            return None
+        found = self._device_re.fullmatch(topic)
+        return None if found is None else found["device_id"]
+
+    def _reject(self, msg: Incoming, reason: str, detail: str) -> None:
+        seen = self._rejections.get(reason, 0) + 1
+        self._rejections[reason] = seen
+        level = logging.WARNING if seen <= _REJECTIONS_LOGGED_PER_REASON else logging.DEBUG
+        event(
+            self._log,
+            "payload rejected",
+            level,
+            reason=reason,
+            topic=msg.topic,
+            detail=detail[:200],
+            count=seen,
+        )
+        token = self._track(msg)
+        callback = functools.partial(self._delivered, token, reason)
+        headers = deadletter.headers(reason, detail, f"bridge:{msg.topic}", self.node_id)
+        self._produce(
+            token,
+            self.dead_letter_topic,
+            value=msg.payload,
+            key=None,
+            headers=headers,
+            on_delivery=callback,
+        )
+
+    def _track(self, msg: Incoming) -> int:
+        with self._lock:
+            self._tokens += 1
+            token = self._tokens
+            self._pending[token] = _Pending(self._generation, msg.mid, msg.qos)
+        return token
+
+    def _produce(self, token: int, topic: str, **kwargs: Any) -> None:
+        """Hand one record to the producer, waiting while its bounded queue is full."""
+        while True:
+            try:
+                self._producer.produce(topic, **kwargs)
+                return
+            except BufferError:
+                if not self._accepting:
+                    self._forget(token)
+                    return
+                time.sleep(_BUFFER_FULL_SLEEP)
+
+    def _forget(self, token: int) -> None:
+        with self._lock:
+            self._pending.pop(token, None)
+
+    def _delivered(self, token: int, reason: str | None, err: Any, _record: Any) -> None:
+        """Kafka delivery callback: ack the MQTT message if the write succeeded."""
+        with self._lock:
+            pending = self._pending.pop(token, None)
+            if pending is None:
+                return
+            current = self._connected and pending.generation == self._generation
+            if err is None and current and pending.qos > 0:
+                self._acker.ack(pending.mid, pending.qos)
+        if err is not None:
+            self._metrics.kafka_delivery_errors.inc()
+            self._failure = f"a Kafka write failed: {err}"
+            event(self._log, "kafka delivery failed", logging.ERROR, error=str(err))
+        elif reason is None:
+            self._metrics.forwarded.inc()
+        else:
+            self._metrics.dead_lettered.labels(reason=reason).inc()
