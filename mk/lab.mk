@@ -47,7 +47,7 @@ lab-status: lab-deps
 
 ## demo: the lab end to end (sets the machine up first): artifacts, containers, site.yml, >= 10 rounds with every fog node, summary and report in reports/demo
 # An earlier demo's lab goes first, so the doctor finds its loopback ports free.
-demo: venv lab-deps demo-down doctor
+demo: setup venv lab-deps demo-down doctor
 	$(LAB_ENV) python3 lab/demo.py demo
 
 ## bench-deploy: fresh lab, first converge, re-converge; prints the ratio (target <= 30%)
