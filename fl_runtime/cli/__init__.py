@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "monitor": "fl_runtime.cli.monitor:command",
     "dashboard": "fl_runtime.cli.dashboard:command",
     "report": "fl_runtime.cli.report:command",
+    "status": "fl_runtime.cli.status:command",
 }
 
 

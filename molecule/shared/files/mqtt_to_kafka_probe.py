@@ -1,8 +1,9 @@
 """Publish one reading with mosquitto_pub and wait for it on the node's Kafka topic.
 
-Run on a fog host with the fl virtualenv's Python (it has confluent-kafka):
-    python mqtt_to_kafka_probe.py BOOTSTRAP TOPIC MQTT_TOPIC_TEMPLATE NODE_ID [TIMEOUT]
-MQTT_TOPIC_TEMPLATE has a {device_id} field (the bridge checks the topic names the device).
+Run on a fog host with the fl virtualenv's Python (it has fl_runtime and confluent-kafka):
+    python mqtt_to_kafka_probe.py NODE_ID [TIMEOUT]
+The Kafka bootstrap servers, the node's topic, the MQTT broker and topic template
+all come from the host's own /etc/fl/fl.toml, as the bridge reads them.
 The consumer is positioned at the end of every partition *before* the reading
 is published, so the reading is the thing found, not older traffic. Prints one
 JSON line and exits 0 when the reading arrived.
@@ -16,10 +17,15 @@ import uuid
 
 from confluent_kafka import Consumer, TopicPartition
 
+from fl_runtime.config import load_config
+
 
 def main() -> int:
-    bootstrap, topic, mqtt_template, node_id = sys.argv[1:5]
-    timeout = float(sys.argv[5]) if len(sys.argv) > 5 else 60.0
+    node_id = sys.argv[1]
+    timeout = float(sys.argv[2]) if len(sys.argv) > 2 else 60.0
+    cfg = load_config()
+    bootstrap = cfg.kafka.bootstrap_servers
+    topic = cfg.kafka.sensor_topic(node_id)
     message_id = f"verify-{uuid.uuid4().hex[:16]}"
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": message_id,
                          "enable.auto.commit": False})
@@ -35,8 +41,9 @@ def main() -> int:
         "vibration_x": 0.1, "vibration_y": 0.1, "vibration_z": 0.1,
         "temperature": 60.0, "pressure": 101.0, "anomaly": 0,
     }
-    mqtt_topic = mqtt_template.format(device_id=message_id)
-    subprocess.run(["mosquitto_pub", "-h", "localhost", "-q", "1", "-t", mqtt_topic, "-m", json.dumps(reading)],
+    mqtt_topic = cfg.mqtt.topic_template.format(node_id=node_id, device_id=message_id)
+    subprocess.run(["mosquitto_pub", "-h", cfg.mqtt.host, "-p", str(cfg.mqtt.port), "-q", "1",
+                    "-t", mqtt_topic, "-m", json.dumps(reading)],
                    check=True, timeout=30)
     start = time.time()
     while time.time() - start < timeout:
