@@ -81,6 +81,11 @@ def ensure(
     help="Fog node whose sensor topic to plan (repeatable; default NODE_ID).",
 )
 @click.option(
+    "--nodes",
+    default=None,
+    help="Comma-separated fog node ids instead of --node-id; empty: only the shared topics.",
+)
+@click.option(
     "--settings",
     "settings_json",
     default=None,
@@ -92,6 +97,7 @@ def ensure(
 @friendly_errors
 def plan_cmd(
     node_ids: tuple[str, ...],
+    nodes: str | None,
     settings_json: str | None,
     as_json: bool,
     config_path: str | None,
@@ -107,7 +113,11 @@ def plan_cmd(
         # /etc/fl/fl.toml or FL_* variables: the plan is for the hosts, not the controller.
         base = load_config(config_path or os.devnull, env={})
         cfg = with_settings(base, settings_json)
-    topics = plan(desired_topics(cfg, node_ids or [cfg.fog.node_id]))
+    if nodes is not None:
+        node_ids = tuple(n.strip() for n in nodes.split(",") if n.strip())
+    elif not node_ids:
+        node_ids = (cfg.fog.node_id,)
+    topics = plan(desired_topics(cfg, node_ids))
     if as_json:
         emit_json(topics)
         return
