@@ -200,3 +200,27 @@ def test_the_node_id_pattern_has_one_home() -> None:
         molecule = yaml.safe_load((ROOT / "molecule" / scenario / "molecule.yml").read_text())
         defaults = molecule["provisioner"]["config_options"]["defaults"]
         assert defaults["test_plugins"] == "${MOLECULE_PROJECT_DIRECTORY}/plugins/test"
+
+
+def test_the_plan_and_the_hosts_config_take_one_replication_factor() -> None:
+    # Prepare
+    plays = yaml.safe_load((ROOT / "playbooks/kafka.yml").read_text())
+    planner = next(p for p in plays if p.get("hosts") == "localhost" and "tasks" in p)
+    defaults = yaml.safe_load((ROOT / "roles/fl_runtime/defaults/main.yml").read_text())
+    base = yaml.safe_load((ROOT / "roles/fl_runtime/vars/main.yml").read_text())
+    # Execute
+    in_playbook = " ".join(planner["vars"]["kafka_plan_replication_factor"].split())
+    in_role = " ".join(defaults["fl_runtime_kafka_replication_factor"].split()).replace(
+        "groups[fl_runtime_kafka_broker_group]",
+        f"groups['{defaults['fl_runtime_kafka_broker_group']}']",
+    )
+    # Assert: the same rule, and both feed kafka.replication_factor.
+    assert in_playbook == in_role
+    assert (
+        "'replication_factor': kafka_plan_replication_factor"
+        in planner["vars"]["kafka_plan_settings"]
+    )
+    assert (
+        "fl_runtime_kafka_replication_factor"
+        in base["__fl_runtime_base_config"]["kafka"]["replication_factor"]
+    )
