@@ -114,15 +114,23 @@ def test_kafka_role_knows_no_fedge_topic_or_group() -> None:
     assert set(topics["options"]) == {"name", "partitions", "replication_factor", "config"}
 
 
+def _plan_block() -> dict[str, Any]:
+    (block,) = yaml.safe_load((ROOT / "playbooks/tasks/kafka_topics_plan.yml").read_text())
+    return block
+
+
 def test_kafka_playbook_feeds_the_role_from_fl_topics_plan() -> None:
     # Prepare
     plays = yaml.safe_load((ROOT / "playbooks/kafka.yml").read_text())
+    block = _plan_block()
     # Execute
-    planner = next(p for p in plays if p.get("hosts") == "localhost" and "tasks" in p)
-    commands = [t for t in planner["tasks"] if "ansible.builtin.command" in t]
-    facts = [t for t in planner["tasks"] if "ansible.builtin.set_fact" in t]
+    commands = [t for t in block["block"] if "ansible.builtin.command" in t]
+    facts = [t for t in block["block"] if "ansible.builtin.set_fact" in t]
     role_plays = [p for p in plays if any(r.get("role") == "kafka" for r in p.get("roles", []))]
-    # Assert: a read-only command that also runs in check mode, kept as a fact...
+    # Assert: a read-only command on the controller that also runs in check mode and
+    # under --limit, kept as a fact...
+    assert block["delegate_to"] == "localhost" and block["run_once"] is True
+    assert block["become"] is False
     assert len(commands) == 1
     command = commands[0]
     assert "'topics', 'plan', '--json'" in command["ansible.builtin.command"]["argv"]
@@ -130,12 +138,13 @@ def test_kafka_playbook_feeds_the_role_from_fl_topics_plan() -> None:
     register = command["register"]
     fact = facts[0]["ansible.builtin.set_fact"]
     assert fact == {"fedge_kafka_topics": "{{ " + register + ".stdout | from_json }}"}
-    assert plays.index(planner) < plays.index(role_plays[0])
-    # ...and every play applying the role passes exactly that.
+    # ...and every play applying the role plans first and passes exactly that.
     assert len(role_plays) == 2
     for play in role_plays:
+        imports = [t.get("ansible.builtin.import_tasks") for t in play["pre_tasks"]]
+        assert imports == ["tasks/kafka_topics_plan.yml"]
         (role,) = [r for r in play["roles"] if r.get("role") == "kafka"]
-        assert role["vars"] == {"kafka_topics": "{{ hostvars['localhost']['fedge_kafka_topics'] }}"}
+        assert role["vars"] == {"kafka_topics": "{{ fedge_kafka_topics }}"}
 
 
 def _load_test_plugin() -> Any:
@@ -204,8 +213,7 @@ def test_the_node_id_pattern_has_one_home() -> None:
 
 def test_the_plan_and_the_hosts_config_take_one_replication_factor() -> None:
     # Prepare
-    plays = yaml.safe_load((ROOT / "playbooks/kafka.yml").read_text())
-    planner = next(p for p in plays if p.get("hosts") == "localhost" and "tasks" in p)
+    planner = _plan_block()
     defaults = yaml.safe_load((ROOT / "roles/fl_runtime/defaults/main.yml").read_text())
     base = yaml.safe_load((ROOT / "roles/fl_runtime/vars/main.yml").read_text())
     # Execute
