@@ -13,6 +13,7 @@ from fl_runtime.config.loader import (
     coerce,
     load_config,
     reference_markdown,
+    setting_at,
     setting_named,
 )
 from fl_runtime.config.settings import NODE_ID_PATTERN, Setting
@@ -26,5 +27,6 @@ __all__ = [
     "coerce",
     "load_config",
     "reference_markdown",
+    "setting_at",
     "setting_named",
 ]

@@ -118,6 +118,14 @@ def _build(values: Mapping[str, Any], sources: Mapping[str, str]) -> Config:
     return Config(**sections, sources=dict(sources))
 
 
+def setting_at(path: str) -> Setting:
+    """The setting at this TOML path (``kafka.partitions``); :class:`ConfigError` if none."""
+    try:
+        return _BY_PATH[path]
+    except KeyError:
+        raise ConfigError(path, "unknown setting") from None
+
+
 def setting_named(name: str) -> Setting:
     """The setting with this canonical name; :class:`ConfigError` if there is none."""
     try:

@@ -9,13 +9,15 @@ the table from these fields.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from fl_runtime.core.ids import NODE_ID, NODE_ID_PATTERN
+
+__all__ = ["ENV_PREFIX", "NODE_ID_PATTERN", "Setting"]
+
 ENV_PREFIX = "FL_"
-_NODE_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
-NODE_ID_PATTERN = re.compile(_NODE_ID)
+_NODE_ID = NODE_ID
 _TOPIC = r"^[A-Za-z0-9._-]+$"
 _BROKERS = r"^[^\s,]+(,[^\s,]+)*$"
 

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from fl_runtime.core.features import FEATURES, N_FEATURES, WEIGHT_DIM
+from fl_runtime.core.ids import NODE_ID_PATTERN
 from fl_runtime.errors import ValidationError
 
 READING_SCHEMA = "fedge.sensor_reading.v1"
@@ -38,7 +39,7 @@ MAX_UPDATE_BYTES = 256 * 1024
 MAX_GLOBAL_BYTES = 256 * 1024
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-_NODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_NODE = NODE_ID_PATTERN
 # Physical plausibility: a reading outside these is a broken sensor, not an anomaly.
 READING_RANGES: dict[str, tuple[float, float]] = {
     "vibration_x": (0.0, 500.0),

@@ -4,10 +4,15 @@
 topic                      partitions              managed configs
 =========================  ======================  ====================================
 ``<prefix><node id>``      ``TOPIC_PARTITIONS``    delete, ``SENSOR_RETENTION_HOURS``
-``WEIGHTS_TOPIC``          1 (one ordered stream)  delete
+``WEIGHTS_TOPIC``          1 (one ordered stream)  delete, ``WEIGHTS_RETENTION_HOURS``
 ``GLOBAL_MODEL_TOPIC``     1                       compact (the latest model per key)
-``DEAD_LETTER_TOPIC``      1                       delete
+``DEAD_LETTER_TOPIC``      1                       delete, ``DEAD_LETTER_RETENTION_HOURS``
 =========================  ======================  ====================================
+
+:func:`desired_topics` is the one definition of these topics: ``fl topics
+ensure`` and the services' start-up create them from it, and ``fl topics plan
+--json`` prints it for the kafka role (playbooks/kafka.yml), which creates
+whatever list it is given.
 
 :func:`ensure_topics` is idempotent: it creates what is missing, adds
 partitions where a topic has fewer than configured (it never removes any),
@@ -41,6 +46,8 @@ EXISTS = "exists"
 CHANGED = "changed"
 DEFAULT_TIMEOUT = 30.0
 _HOUR_MS = 3_600_000
+WEIGHTS_RETENTION_HOURS = 24
+DEAD_LETTER_RETENTION_HOURS = 168
 
 
 @dataclass(frozen=True)
@@ -73,8 +80,7 @@ class TopicInfo:
 def desired_topics(cfg: Config, node_ids: Iterable[str]) -> list[TopicSpec]:
     """The topics for ``node_ids`` (sensor topics) plus the shared ones."""
     rf = int(cfg.kafka.replication_factor)
-    retention = str(int(cfg.kafka.sensor_retention_hours) * _HOUR_MS)
-    sensor = {"cleanup.policy": "delete", "retention.ms": retention}
+    sensor = _delete(int(cfg.kafka.sensor_retention_hours))
     specs = [
         TopicSpec(
             cfg.kafka.sensor_topic(_checked_node_id(n)), int(cfg.kafka.partitions), rf, sensor
@@ -82,11 +88,29 @@ def desired_topics(cfg: Config, node_ids: Iterable[str]) -> list[TopicSpec]:
         for n in dict.fromkeys(node_ids)
     ]
     specs += [
-        TopicSpec(cfg.kafka.weights_topic, 1, rf, {"cleanup.policy": "delete"}),
+        TopicSpec(cfg.kafka.weights_topic, 1, rf, _delete(WEIGHTS_RETENTION_HOURS)),
         TopicSpec(cfg.kafka.global_model_topic, 1, rf, {"cleanup.policy": "compact"}),
-        TopicSpec(cfg.kafka.dead_letter_topic, 1, rf, {"cleanup.policy": "delete"}),
+        TopicSpec(cfg.kafka.dead_letter_topic, 1, rf, _delete(DEAD_LETTER_RETENTION_HOURS)),
     ]
     return specs
+
+
+def plan(specs: Iterable[TopicSpec]) -> list[dict[str, Any]]:
+    """``specs`` as the kafka role's ``kafka_topics`` input
+    (``name``, ``partitions``, ``replication_factor``, ``config``)."""
+    return [
+        {
+            "name": s.name,
+            "partitions": s.partitions,
+            "replication_factor": s.replication,
+            "config": dict(s.config),
+        }
+        for s in specs
+    ]
+
+
+def _delete(hours: int) -> dict[str, str]:
+    return {"cleanup.policy": "delete", "retention.ms": str(hours * _HOUR_MS)}
 
 
 def admin_client(cfg: Config) -> AdminClient:
