@@ -8,7 +8,6 @@ fail with one line that names the fix. Marked `lab`: it needs a container engine
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import uuid
@@ -22,22 +21,11 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.lab]
 
 
-def _engine_env() -> dict[str, str]:
-    exports = subprocess.run(
-        [str(ROOT / "lab" / "setup-podman.sh"), "env"], capture_output=True, text=True, check=True
-    ).stdout
-    env = dict(os.environ)
-    for line in exports.splitlines():
-        key, _, value = line.removeprefix("export ").partition("=")
-        env[key] = value
-    return env
-
-
 @pytest.fixture(scope="module")
-def no_dns_network() -> Iterator[str]:
+def no_dns_network(engine_env: dict[str, str]) -> Iterator[str]:
     if shutil.which("podman") is None:
         pytest.skip("a network without DNS needs Podman (Docker's user networks always have it)")
-    env = _engine_env()
+    env = engine_env
     name = f"fedge-nodns-{uuid.uuid4().hex[:6]}"
     # DNS off whether or not the dnsname plugin is installed; a subnet of its own,
     # apart from the lab's and the doctor's scratch network.

@@ -34,7 +34,7 @@ def _no_engine(reason: str) -> NoReturn:
 
 
 @pytest.fixture(scope="module")
-def lab_env() -> dict[str, str]:
+def lab_env(engine_env: dict[str, str]) -> dict[str, str]:
     if (
         shutil.which("podman") is None
         and shutil.which("docker") is None
@@ -51,17 +51,7 @@ def lab_env() -> dict[str, str]:
     )
     if started.returncode != 0:
         _no_engine(f"no container engine: {started.stderr.strip()[-300:]}")
-    exports = subprocess.run(
-        [str(ROOT / "lab" / "setup-podman.sh"), "env"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    env = dict(os.environ)
-    for line in exports.splitlines():
-        key, _, value = line.removeprefix("export ").partition("=")
-        env[key] = value
+    env = dict(engine_env)
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
     subprocess.run(
         [str(ROOT / "lab" / "image" / "build.sh")], cwd=ROOT, env=env, check=True, timeout=1800
