@@ -95,7 +95,10 @@ def check_java() -> str:
         raise CheckError(f"Java {major or '?'} found, 17 or newer needed", SETUP)
     if shutil.which("mvn") is None:
         raise CheckError("no mvn (Maven) on PATH", SETUP)
-    return f"Java {major}, Maven {run(['mvn', '-B', '-v']).stdout.split()[2:3][0]}"
+    maven = re.search(r"Apache Maven (\S+)", run(["mvn", "-B", "-v"]).stdout)
+    if maven is None:
+        raise CheckError("`mvn -v` does not answer as Apache Maven", SETUP)
+    return f"Java {major}, Maven {maven.group(1)}"
 
 
 def check_artifacts() -> str:
