@@ -21,6 +21,7 @@ from fl_runtime.config.settings import (
     ENV_PREFIX,
     AggregationSection,
     Declared,
+    DetectionSection,
     FogSection,
     KafkaSection,
     MqttSection,
@@ -48,6 +49,7 @@ class Config:
     training: TrainingSection = field(default_factory=TrainingSection)
     aggregation: AggregationSection = field(default_factory=AggregationSection)
     fog: FogSection = field(default_factory=FogSection)
+    detection: DetectionSection = field(default_factory=DetectionSection)
     sensor: SensorSection = field(default_factory=SensorSection)
     service: ServiceSection = field(default_factory=ServiceSection)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -115,6 +117,10 @@ def _build(values: Mapping[str, Any], sources: Mapping[str, str]) -> Config:
         section: cls(**{s.key: values[s.name] for s in SETTINGS if s.section == section})
         for section, cls in _SECTION_TYPES.items()
     }
+    if values["ALERT_K"] > values["ALERT_M"]:
+        raise ConfigError(
+            "ALERT_K", f"{values['ALERT_K']} is more than ALERT_M ({values['ALERT_M']})"
+        )
     return Config(**sections, sources=dict(sources))
 
 

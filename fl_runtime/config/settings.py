@@ -104,6 +104,8 @@ class KafkaSection:
         help="Compacted topic holding each global model.")
     dead_letter_topic: str = _s("DEAD_LETTER_TOPIC", "fl-dead-letter", pattern=_TOPIC,
         help="Topic for rejected input, with the reason in a header.")
+    anomalies_topic: str = _s("ANOMALIES_TOPIC", "anomalies", pattern=_TOPIC,
+        help="Topic of detections, alert changes and score summaries from the fog scorers.")
     partitions: int = _s("TOPIC_PARTITIONS", 3, between=(1, 1024),
         help="Partitions of each sensor topic.")
     replication_factor: int = _s("TOPIC_REPLICATION_FACTOR", 1, between=(1, 16),
@@ -134,6 +136,9 @@ class MqttSection:
         help="Seconds Mosquitto keeps the bridge's session (and queues readings) while it is away.")
     max_inflight: int = _s("MQTT_MAX_INFLIGHT", 1000, between=(1, 65535),
         help="Unacknowledged MQTT messages the bridge holds at most (back-pressure bound).")
+    alert_topic_template: str = _s("MQTT_ALERT_TOPIC_TEMPLATE",
+        "factory/node-{node_id}/{device_id}/alerts",
+        help="MQTT topic of a device's alert changes on the fog host's broker (retained).")
 
 
 @dataclass(frozen=True)
@@ -182,6 +187,27 @@ class AggregationSection:
 
 
 @dataclass(frozen=True)
+class DetectionSection:
+    """``[detection]``: scoring every reading on the fog host and raising alerts."""
+
+    threshold: float = _s("DETECTION_THRESHOLD", -1.0, between=(-1.0, 1.0),
+        help="Fixed alert threshold on P(anomaly); -1 uses the one learned with the global model.")
+    target_precision: float = _s("DETECTION_TARGET_PRECISION", 0.0, between=(0.0, 1.0),
+        help="0 learns the threshold that maximises F1; above 0, the lowest one meeting it.")
+    alert_k: int = _s("ALERT_K", 3, between=(1, 10_000),
+        help="An alert is raised when ALERT_K of a device's last ALERT_M readings are over.")
+    alert_m: int = _s("ALERT_M", 5, between=(1, 10_000),
+        help="Window of readings per device for ALERT_K.")
+    alert_clear_seconds: float = _s("ALERT_CLEAR_SECONDS", 10.0, between=(0.0, 86400.0),
+        help="An alert clears after this many seconds without a reading over the threshold.")
+    summary_interval_seconds: float = _s("SCORE_SUMMARY_INTERVAL_SECONDS", 5.0,
+        between=(0.1, 86400.0),
+        help="Seconds between per-device score summaries on the anomalies topic.")
+    state_dir: str = _s("DETECTION_STATE_DIR", "/var/lib/fl/detect",
+        help="The scorer's state: last global model and the spool of undelivered records.")
+
+
+@dataclass(frozen=True)
 class FogSection:
     """``[fog]``: the fog node's identity and its Spark job."""
 
@@ -212,6 +238,8 @@ class SensorSection:
         help="Share of anomalous readings; -1 keeps the node's own profile rate.")
     seed: int = _s("SEED", 42, between=(0, 2**32 - 1),
         help="Seed of the simulator.")
+    unlabelled_share: float = _s("SENSOR_UNLABELLED_SHARE", 0.8, between=(0.0, 1.0),
+        help="Share of simulated readings sent without a label, as most production readings are.")
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,17 @@ from fl_runtime.core.features import FEATURES, N_FEATURES, WEIGHT_DIM
 from fl_runtime.core.ids import NODE_ID_PATTERN
 from fl_runtime.errors import ValidationError
 
-READING_SCHEMA = "fedge.sensor_reading.v1"
-UPDATE_SCHEMA = "fedge.weight_update.v1"
-GLOBAL_SCHEMA = "fedge.global_model.v1"
+# Encoders write the newest version of each schema; decoders read every version
+# listed in *_SCHEMAS, so a fleet upgrades one host at a time.
+READING_SCHEMA = "fedge.sensor_reading.v2"  # v2: the anomaly label is optional
+READING_SCHEMAS = ("fedge.sensor_reading.v1", READING_SCHEMA)
+UPDATE_SCHEMA = "fedge.weight_update.v2"  # v2: evaluation may carry score histograms
+UPDATE_SCHEMAS = ("fedge.weight_update.v1", UPDATE_SCHEMA)
+GLOBAL_SCHEMA = "fedge.global_model.v2"  # v2: the learned alert threshold
+GLOBAL_SCHEMAS = ("fedge.global_model.v1", GLOBAL_SCHEMA)
+# Score histograms: SCORE_BINS equal bins over [0, 1]; bin i holds scores in
+# [i / SCORE_BINS, (i + 1) / SCORE_BINS), the last bin includes 1.0.
+SCORE_BINS = 100
 
 MAX_READING_BYTES = 4 * 1024
 MAX_UPDATE_BYTES = 256 * 1024
@@ -122,6 +130,18 @@ def _vector(
     return check
 
 
+def _counts(dim: int) -> Callable[[str, Any], list[int]]:
+    def check(name: str, value: Any) -> list[int]:
+        if not isinstance(value, list):
+            raise _fail("wrong-type", f"{name} must be a list of counts")
+        if len(value) != dim:
+            raise _fail("wrong-dimension", f"{name} has {len(value)} entries, expected {dim}")
+        item = _integer(0, 2**53)
+        return [item(f"{name}[{i}]", v) for i, v in enumerate(value)]
+
+    return check
+
+
 def _object(fields: tuple[_Field, ...]) -> Callable[[str, Any], dict[str, Any]]:
     def check(name: str, value: Any) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -155,7 +175,7 @@ def _check_fields(
     return out
 
 
-def _parse(payload: bytes | str, schema: str, max_bytes: int) -> dict[str, Any]:
+def _parse(payload: bytes | str, schemas: tuple[str, ...], max_bytes: int) -> dict[str, Any]:
     raw = payload.encode("utf-8", "surrogatepass") if isinstance(payload, str) else payload
     if not isinstance(raw, bytes | bytearray | memoryview):
         raise _fail("wrong-type", f"payload must be bytes, got {type(payload).__name__}")
@@ -170,8 +190,9 @@ def _parse(payload: bytes | str, schema: str, max_bytes: int) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise _fail("not-object", f"payload must be a JSON object, got {type(doc).__name__}")
     found = doc.get("schema")
-    if found != schema:
-        raise _fail("schema", f"schema is {str(found)[:80]!r}, expected {schema!r}")
+    if found not in schemas:
+        expected = " or ".join(repr(s) for s in schemas)
+        raise _fail("schema", f"schema is {str(found)[:80]!r}, expected {expected}")
     return doc
 
 
@@ -193,6 +214,11 @@ _READING_FIELDS = (
     *(_Field(name, _number(*READING_RANGES[name])) for name in FEATURES),
     _Field("anomaly", _integer(0, 1)),
 )
+# v2: the label may be absent or null (most production readings carry none).
+_READING_FIELDS_V2 = (
+    *_READING_FIELDS[:-1],
+    _Field("anomaly", _nullable(_integer(0, 1)), optional=True),
+)
 
 
 @dataclass(frozen=True)
@@ -207,13 +233,20 @@ class SensorReading:
     vibration_z: float
     temperature: float
     pressure: float
-    anomaly: int
+    anomaly: int | None = None  # None: unlabelled (scored, never trained on)
+
+    @property
+    def labelled(self) -> bool:
+        return self.anomaly is not None
 
     def features(self) -> list[float]:
         return [getattr(self, name) for name in FEATURES]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": READING_SCHEMA, **asdict(self)}
+        doc = {"schema": READING_SCHEMA, **asdict(self)}
+        if self.anomaly is None:
+            del doc["anomaly"]
+        return doc
 
 
 def encode_reading(reading: SensorReading) -> bytes:
@@ -221,14 +254,20 @@ def encode_reading(reading: SensorReading) -> bytes:
 
 
 def validate_reading_dict(doc: Mapping[str, Any]) -> SensorReading:
-    """Validate an already-parsed reading (the Spark job parses JSON itself)."""
-    checked = _check_fields(doc, _READING_FIELDS)
+    """Validate an already-parsed reading of any readable version (the Spark job
+    parses JSON itself); raises ``schema`` for anything else."""
+    schema = doc.get("schema")
+    if schema not in READING_SCHEMAS:
+        expected = " or ".join(repr(s) for s in READING_SCHEMAS)
+        raise _fail("schema", f"schema is {str(schema)[:80]!r}, expected {expected}")
+    fields = _READING_FIELDS if schema == READING_SCHEMAS[0] else _READING_FIELDS_V2
+    checked = _check_fields(doc, fields)
     checked.pop("schema")
     return SensorReading(**checked)
 
 
 def decode_reading(payload: bytes | str) -> SensorReading:
-    return validate_reading_dict(_parse(payload, READING_SCHEMA, MAX_READING_BYTES))
+    return validate_reading_dict(_parse(payload, READING_SCHEMAS, MAX_READING_BYTES))
 
 
 _EVAL_FIELDS = (
@@ -239,6 +278,9 @@ _EVAL_FIELDS = (
     _Field("fn", _integer(0, 2**53)),
     _Field("loss_sum", _number(0.0, 1e300)),
     _Field("n", _integer(0, 2**53)),
+    # v2: per-class histograms of the global model's scores on the held-out slice
+    _Field("score_hist_pos", _nullable(_counts(SCORE_BINS)), optional=True),
+    _Field("score_hist_neg", _nullable(_counts(SCORE_BINS)), optional=True),
 )
 _STATS_FIELDS = (
     _Field("n", _integer(0, 2**53)),
@@ -270,6 +312,8 @@ class EvalCounts:
     fn: int
     loss_sum: float
     n: int
+    score_hist_pos: list[int] | None = None  # SCORE_BINS counts, labelled anomalies
+    score_hist_neg: list[int] | None = None  # SCORE_BINS counts, labelled normal readings
 
 
 @dataclass(frozen=True)
@@ -303,7 +347,7 @@ def encode_update(update: WeightUpdate) -> bytes:
 
 
 def decode_update(payload: bytes | str) -> WeightUpdate:
-    checked = _check_fields(_parse(payload, UPDATE_SCHEMA, MAX_UPDATE_BYTES), _UPDATE_FIELDS)
+    checked = _check_fields(_parse(payload, UPDATE_SCHEMAS, MAX_UPDATE_BYTES), _UPDATE_FIELDS)
     checked.pop("schema")
     if checked.get("evaluation") is not None:
         checked["evaluation"] = EvalCounts(**checked["evaluation"])
@@ -330,6 +374,8 @@ _GLOBAL_FIELDS = (
     _Field("strategy", _string(re.compile(r"^[a-z-]{1,32}$"))),
     _Field("participants", _node_list),
     _Field("n_total", _integer(0, 2**53)),
+    # v2: the alert threshold on P(anomaly), learned from federated score histograms
+    _Field("threshold", _nullable(_number(0.0, 1.0)), optional=True),
 )
 
 
@@ -344,6 +390,7 @@ class GlobalModel:
     n_total: int = 0
     scaler_mean: list[float] | None = None
     scaler_std: list[float] | None = None
+    threshold: float | None = None  # None: no histograms yet, scorers use their default
 
     def weights_array(self) -> np.ndarray:
         return np.asarray(self.weights, dtype=np.float64)
@@ -357,6 +404,6 @@ def encode_global(model: GlobalModel) -> bytes:
 
 
 def decode_global(payload: bytes | str) -> GlobalModel:
-    checked = _check_fields(_parse(payload, GLOBAL_SCHEMA, MAX_GLOBAL_BYTES), _GLOBAL_FIELDS)
+    checked = _check_fields(_parse(payload, GLOBAL_SCHEMAS, MAX_GLOBAL_BYTES), _GLOBAL_FIELDS)
     checked.pop("schema")
     return GlobalModel(**checked)

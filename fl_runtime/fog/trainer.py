@@ -42,6 +42,7 @@ from prometheus_client import Counter, Gauge
 from fl_runtime.config import Config
 from fl_runtime.core.features import N_FEATURES
 from fl_runtime.core.messages import (
+    READING_SCHEMAS,
     EvalCounts,
     FeatureStatsMsg,
     GlobalModel,
@@ -81,7 +82,7 @@ def parse_rows(
             doc = json.loads(payload)
             if not isinstance(doc, dict):
                 raise ValidationError("not-object", "reading must be a JSON object")
-            if doc.get("schema") != "fedge.sensor_reading.v1":
+            if doc.get("schema") not in READING_SCHEMAS:
                 raise ValidationError("schema", f"schema is {str(doc.get('schema'))[:60]!r}")
             reading = validate_reading_dict(doc)
             if reading.node_id != node_id:
@@ -95,7 +96,7 @@ def parse_rows(
             rejected.append(Rejected(payload, "not-json", str(exc)[:200]))
             continue
         feats.append(reading.features())
-        labels.append(reading.anomaly)
+        labels.append(reading.anomaly or 0)  # TODO(#11 helper A): train on labelled only
         ids.append(reading.message_id)
     x = np.asarray(feats, dtype=np.float64).reshape(-1, N_FEATURES)
     return x, np.asarray(labels, dtype=np.int8), ids, rejected

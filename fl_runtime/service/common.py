@@ -26,6 +26,7 @@ DEFAULT_METRICS_PORTS = {
     "bridge": 9402,
     "fog": 9403,
     "aggregator": 9404,
+    "detect": 9405,
 }
 
 

@@ -7,6 +7,7 @@ topic                      partitions              managed configs
 ``WEIGHTS_TOPIC``          1 (one ordered stream)  delete, ``WEIGHTS_RETENTION_HOURS``
 ``GLOBAL_MODEL_TOPIC``     1                       compact (the latest model per key)
 ``DEAD_LETTER_TOPIC``      1                       delete, ``DEAD_LETTER_RETENTION_HOURS``
+``ANOMALIES_TOPIC``        ``TOPIC_PARTITIONS``    delete, ``ANOMALIES_RETENTION_HOURS``
 =========================  ======================  ====================================
 
 :func:`desired_topics` is the one definition of these topics: ``fl topics
@@ -48,6 +49,7 @@ DEFAULT_TIMEOUT = 30.0
 _HOUR_MS = 3_600_000
 WEIGHTS_RETENTION_HOURS = 24
 DEAD_LETTER_RETENTION_HOURS = 168
+ANOMALIES_RETENTION_HOURS = 720  # detections and alerts are kept a month for audits
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,12 @@ def desired_topics(cfg: Config, node_ids: Iterable[str]) -> list[TopicSpec]:
         TopicSpec(cfg.kafka.weights_topic, 1, rf, _delete(WEIGHTS_RETENTION_HOURS)),
         TopicSpec(cfg.kafka.global_model_topic, 1, rf, {"cleanup.policy": "compact"}),
         TopicSpec(cfg.kafka.dead_letter_topic, 1, rf, _delete(DEAD_LETTER_RETENTION_HOURS)),
+        TopicSpec(
+            cfg.kafka.anomalies_topic,
+            int(cfg.kafka.partitions),
+            rf,
+            _delete(ANOMALIES_RETENTION_HOURS),
+        ),
     ]
     return specs
 

@@ -77,6 +77,7 @@ def test_plan_with_no_nodes_has_only_the_shared_topics() -> None:
         "model-weights",
         "global-model",
         "fl-dead-letter",
+        "anomalies",
     ]
 
 
