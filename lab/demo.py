@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import demo_detection
 from streaming import stream
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,8 +75,8 @@ def ansible(args: list[str], log: Path, label: str) -> tuple[float, dict[str, di
     return seconds, recap
 
 
-def fog_node_ids() -> list[str]:
-    """The fog node ids of the lab inventory (host_vars fog_node_id of group fog)."""
+def fog_hosts() -> dict[str, dict[str, Any]]:
+    """Host vars of the lab inventory's fog hosts, by fog node id."""
     out = subprocess.run(
         ["ansible-inventory", "-i", INVENTORY, "--list"],
         cwd=ROOT,
@@ -85,7 +86,18 @@ def fog_node_ids() -> list[str]:
     ).stdout
     inv = json.loads(out)
     hostvars = inv.get("_meta", {}).get("hostvars", {})
-    return sorted(str(hostvars[h]["fog_node_id"]) for h in inv["fog"]["hosts"])
+    return {str(hostvars[h]["fog_node_id"]): hostvars[h] for h in inv["fog"]["hosts"]}
+
+
+def fog_node_ids() -> list[str]:
+    """The fog node ids of the lab inventory (host_vars fog_node_id of group fog)."""
+    return sorted(fog_hosts())
+
+
+def demo_fault(node: str) -> dict[str, Any]:
+    """Bearing wear on node ``node``'s first simulated device, and the alert it raises."""
+    port = int(fog_hosts()[node]["lab_mqtt_loopback_port"])
+    return demo_detection.run(node, f"node{node}-dev1", port, say)
 
 
 def nodes_of(record: dict[str, Any]) -> list[str]:
@@ -146,6 +158,10 @@ def run_clients() -> bool:
 
 def fmt(value: object) -> str:
     return f"{value:.4f}" if isinstance(value, float) else "-"
+
+
+def fmt_ms(value: object) -> str:
+    return f"{value:.0f} ms" if isinstance(value, float | int) else "-"
 
 
 def remove_lab(log_dir: Path) -> None:
@@ -215,6 +231,17 @@ def print_summary(mode: str, summary: dict[str, Any], path: Path) -> None:
                 f"{r['round']:>5}  {','.join(r['nodes']):<10} "
                 f"{fmt(r['global_loss']):>12} {fmt(r['global_f1']):>8}"
             )
+    detection = summary.get("detection")
+    if detection:
+        raised = "raised" if detection["alert_raised"] else "NOT raised"
+        print(
+            f"detection: alert {raised} for {detection['device']} ({detection['fault']}), "
+            f"reading to alert {fmt_ms(detection['alert_latency_ms'])}; "
+            f"{detection['alerts_raised']} alerts in all, "
+            f"precision {fmt(detection['precision'])}, recall {fmt(detection['recall'])}, "
+            f"detection latency p50 {fmt_ms(detection['latency_p50_ms'])}, "
+            f"p99 {fmt_ms(detection['latency_p99_ms'])}"
+        )
     print(f"summary: {path.relative_to(ROOT)}")
     if mode == "demo":
         if summary.get("report"):
@@ -224,6 +251,23 @@ def print_summary(mode: str, summary: dict[str, Any], path: Path) -> None:
         print(f"dashboard: {dashboard['url']} ({state}; lab login {DASHBOARD_LOGIN})")
         print("health table: make lab-status    remove the lab: make demo-down")
     print("=" * 72)
+
+
+def demo_phase(
+    want: int, timeout: float, fog_ids: list[str], timings: dict[str, float]
+) -> tuple[list[dict[str, object]], dict[str, Any], bool]:
+    """Rounds, a fault and its alert, then the README's clients; fills ``timings``."""
+    say(
+        f"waiting for {want} aggregation rounds with nodes {', '.join(fog_ids)}"
+        f" (the log is {CLOUD}:{AGG_LOG})"
+    )
+    timings["rounds_s"], rounds = wait_rounds(want, fog_ids, timeout)
+    say("detection: a fault on one device, its alert on MQTT and in the anomalies topic")
+    t_detect = time.monotonic()
+    detection = demo_fault(fog_ids[0])
+    timings["detection_s"] = time.monotonic() - t_detect
+    say("the README's operator clients (kcat, mosquitto_sub, mosquitto_pub) from this machine")
+    return rounds, detection, run_clients()
 
 
 def main() -> int:
@@ -258,17 +302,12 @@ def main() -> int:
         ["-i", INVENTORY, "playbooks/site.yml"], out_dir / "converge-1.log", "first converge"
     )
 
-    rounds: list[dict[str, object]] = []
-    clients_ok = False
     fog_ids = fog_node_ids()
+    rounds: list[dict[str, object]] = []
+    detection: dict[str, Any] = {}
+    clients_ok = False
     if args.mode == "demo":
-        say(
-            f"waiting for {args.rounds} aggregation rounds with nodes {', '.join(fog_ids)}"
-            f" (the log is {CLOUD}:{AGG_LOG})"
-        )
-        timings["rounds_s"], rounds = wait_rounds(args.rounds, fog_ids, args.timeout)
-        say("the README's operator clients (kcat, mosquitto_sub, mosquitto_pub) from this machine")
-        clients_ok = run_clients()
+        rounds, detection, clients_ok = demo_phase(args.rounds, args.timeout, fog_ids, timings)
 
     timings["reconverge_s"], second = ansible(
         ["-i", INVENTORY, "playbooks/site.yml"], out_dir / "converge-2.log", "re-converge"
@@ -302,6 +341,7 @@ def main() -> int:
         summary["participating_nodes"] = sorted({n for r in rounds for n in nodes_of(r)})
         summary["report"] = write_report(out_dir)
         summary["readme_clients_work"] = clients_ok
+        summary["detection"] = detection
         summary["dashboard"] = {
             "url": DASHBOARD_URL,
             "answers": dashboard_answers(DASHBOARD_URL + "/api/health"),
@@ -312,6 +352,9 @@ def main() -> int:
     print_summary(args.mode, summary, out_dir / name)
     if changed:
         print(f"re-converge changed hosts: {changed}", file=sys.stderr)
+    if rounds and not detection.get("alert_raised"):
+        print("demo: the injected fault raised no alert", file=sys.stderr)
+        return 1
     if rounds and not summary["readme_clients_work"]:
         print("demo: the README's kcat/mosquitto examples failed against the lab", file=sys.stderr)
         return 1
