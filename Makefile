@@ -58,8 +58,11 @@ fmt: venv ## Format the Python code
 simulate: venv ## fl simulate with the default non-IID federation
 	$(VENV)/bin/fl simulate --nodes 5 --rounds 20
 
-bench: venv ## Micro-benchmarks with same-run baselines
+bench: venv ## Benchmarks with same-run baselines: local SGD; alert latency on the real stack (reports/bench/)
+	mkdir -p reports/bench
 	$(VENV)/bin/fl bench sgd --batch-size 32 --batch-size 128
+	$(VENV)/bin/fl bench detect --json > reports/bench/detect.json
+	$(VENV)/bin/python -m json.tool reports/bench/detect.json
 
 clean: ## Remove build output (keeps the venv and the artifact cache)
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache reports
