@@ -86,7 +86,7 @@ class DeviceView:
 
 @dataclass(frozen=True)
 class AnomalySnapshot:
-    """The book at one moment: devices (active alerts first), alerts newest first."""
+    """The book at one moment: devices least recently heard first, alerts newest first."""
 
     status: AnomalyStatus
     detail: str
@@ -171,7 +171,8 @@ class AnomalyBook:
                 topic=self.topic,
                 version=self.version,
                 devices=tuple(devices),
-                alerts=tuple(reversed(self._alerts)),
+                # Partitions interleave on catch-up: order by time, not by arrival.
+                alerts=tuple(sorted(self._alerts, key=_when, reverse=True)),
                 records=dict(self._records),
                 invalid=dict(self._invalid),
                 devices_dropped=self._dropped,
@@ -189,6 +190,10 @@ class AnomalyBook:
             self._devices.move_to_end(device_id)
         device.node_id = node_id
         return device
+
+
+def _when(alert: AlertChange) -> float:
+    return alert.detection_time
 
 
 def _seen(device: DeviceState, at: float, score: float, model_version: int) -> None:

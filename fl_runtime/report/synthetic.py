@@ -190,7 +190,8 @@ def synthetic_anomaly_records(
     end: float | None = None,
 ) -> list[AnomalyRecord]:
     """Records of ``intervals`` summary intervals ending at ``end`` (default: now), in
-    time order. Device ``node1-dev1`` is faulty from 40% to 80% of the run; every fifth
+    time order. Device ``node1-dev1`` is faulty from 40% to 80% of the run, ``node2-dev2``
+    (when there is one) is noisy for a moment at 20% and raises a false alert; every fifth
     labelled reading carries a label."""
     rng = random.Random(seed)
     end = time.time() if end is None else end
@@ -202,8 +203,9 @@ def synthetic_anomaly_records(
         t0 = start + i * interval_s
         for node, device in ids:
             faulty = device == "node1-dev1" and 0.4 <= i / intervals < 0.8
+            noisy = device == "node2-dev2" and 0.2 <= i / intervals < 0.2 + 3 / intervals
             out += _interval(
-                rng, node, device, i, t0, interval_s, readings, threshold, faulty, alerting
+                rng, node, device, i, t0, interval_s, readings, threshold, faulty, alerting, noisy
             )
     return out
 
@@ -219,8 +221,26 @@ def _interval(
     threshold: float,
     faulty: bool,
     alerting: dict[str, str],
+    noisy: bool = False,
 ) -> list[AnomalyRecord]:
     version = 1 + i // 6
+    if noisy:  # scores like a fault's, but every labelled reading was normal
+        over = int(readings * rng.uniform(0.2, 0.3))
+        labelled = readings // 5
+        return _noise(
+            rng,
+            node,
+            device,
+            i,
+            t0,
+            interval_s,
+            readings,
+            threshold,
+            over,
+            labelled,
+            version,
+            alerting,
+        )
     mean = rng.uniform(0.55, 0.8) if faulty else rng.uniform(0.03, 0.12)
     over = int(readings * rng.uniform(0.6, 0.9)) if faulty else int(rng.random() < 0.04)
     peak = min(1.0, rng.uniform(0.85, 0.99) if faulty else mean + rng.uniform(0.05, 0.3))
@@ -267,6 +287,51 @@ def _interval(
             fp,
             labelled - tp - fp - fn,
             fn,
+        )
+    )
+    return records
+
+
+def _noise(
+    rng: random.Random,
+    node: str,
+    device: str,
+    i: int,
+    t0: float,
+    interval_s: float,
+    readings: int,
+    threshold: float,
+    over: int,
+    labelled: int,
+    version: int,
+    alerting: dict[str, str],
+) -> list[AnomalyRecord]:
+    peak = round(rng.uniform(0.6, 0.75), 4)
+    at = t0 + interval_s / 2
+    records: list[AnomalyRecord] = [
+        Detection(f"{device}-{i}-0", device, node, peak, threshold, version, at - 0.05, at, 0)
+    ]
+    records += _alert_change(
+        device, node, i, at + 0.1, peak, threshold, version, over, True, alerting
+    )
+    fp = labelled // 4
+    records.append(
+        ScoreSummary(
+            device,
+            node,
+            t0,
+            t0 + interval_s,
+            readings,
+            0.3,
+            peak,
+            over,
+            threshold,
+            version,
+            True,
+            0,
+            fp,
+            labelled - fp,
+            0,
         )
     )
     return records

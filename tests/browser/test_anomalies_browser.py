@@ -86,7 +86,7 @@ def test_a_raised_alert_appears_live_with_state_and_sparkline(
             "node3-dev2-live",
         )
         assert p.locator("#alerts-pill").inner_text() == "1 active alert(s)"
-        assert p.locator("#alerts-table tbody tr").count() == 3  # the synthetic raise and clear
+        assert p.locator("#alerts-table tbody tr").count() == 5  # and the synthetic 2 x 2
         assert p.evaluate("() => window.__sameDocument") is True
         assert latency < 2.0
         assert page.errors == [] and page.outside == []

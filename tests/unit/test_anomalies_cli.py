@@ -118,7 +118,7 @@ def test_export_writes_every_valid_record_and_reports_the_bad(
     assert len(lines) == expected
     assert all(decode_anomaly_record(line) for line in lines)
     assert "invalid records skipped: 2 (not-json 1, schema 1)" in result.output
-    assert "valid records: 56 (2 alert, 14 detection, 40 score_summary)" in result.output
+    assert "valid records: 61 (4 alert, 17 detection, 40 score_summary)" in result.output
     assert fake.closed
 
 
