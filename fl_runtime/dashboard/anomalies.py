@@ -316,13 +316,18 @@ class KafkaAnomalySource:
     def _run(self) -> None:
         next_check = 0.0
         while not self._stop.is_set():
-            if self._clock() >= next_check:
-                self.check()
-                next_check = self._clock() + self._interval
-            if self._partitions:
-                self.poll(0.5)
-            else:
-                self._stop.wait(min(self._interval, 0.5))
+            try:
+                if self._clock() >= next_check:
+                    self.check()
+                    next_check = self._clock() + self._interval
+                if self._partitions:
+                    self.poll(0.5)
+                else:
+                    self._stop.wait(min(self._interval, 0.5))
+            except Exception as exc:  # keep following whatever the client raises
+                log.exception("following the anomalies topic failed")
+                self.book.set_status("unreachable", f"check failed: {exc}")
+                self._stop.wait(self._interval)
 
     def check(self) -> AnomalyStatus:
         """Look the topic up and (re)assign its partitions; returns the status."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -39,6 +40,7 @@ STATIC_DIR = Path(str(files("fl_runtime.dashboard") / "static"))
 MAX_EVENT_ROUNDS = 500
 MAX_PAGE = 10_000
 MAX_ALERTS = 200
+ANOMALY_EVENT_GAP_S = 1.0  # at most one ``anomalies`` event a second per stream
 SECURITY_HEADERS = {
     "content-security-policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
@@ -218,11 +220,14 @@ def _routes(
         last_event_id: Annotated[str | None, Header()] = None,
     ) -> AsyncIterator[ServerSentEvent]:
         """Server-sent events: ``rounds`` (a RoundsOut of new rounds, id ``epoch:seq``),
-        ``status`` (a StatusEvent, after each change and every few seconds),
-        ``anomalies`` (an AnomaliesOut, on connecting and whenever the anomalies topic
-        brought something) and ``reset`` (the log was replaced: reload everything)."""
+        ``status`` (a StatusEvent, after each new round and every few seconds),
+        ``anomalies`` (an AnomaliesOut, on connecting and when the anomalies topic
+        brought something, at most once a second) and ``reset`` (the log was replaced:
+        reload everything)."""
         epoch, cursor = _resume(last_event_id, state.epoch, after)
-        book, sent = app.state.anomalies.book, -1
+        book, sent, sent_at = app.state.anomalies.book, -1, -math.inf
+        status_of, status_at = (-1, -1), -math.inf
+        interval = state.settings.status_interval_s
         while not hub.closing:
             seen = hub.version
             if epoch != state.epoch:
@@ -235,21 +240,26 @@ def _routes(
                     event="rounds", id=f"{epoch}:{cursor}", data=views.rounds_out(state, fresh)
                 )
                 continue
-            now = clock()
-            if book.version != sent:
+            now, tick = clock(), time.monotonic()
+            if book.version != sent and tick - sent_at >= ANOMALY_EVENT_GAP_S:
                 snap = book.snapshot()
-                sent = snap.version
+                sent, sent_at = snap.version, tick
                 yield ServerSentEvent(
                     event="anomalies", data=views.anomalies_out(snap, now, alerts=MAX_ALERTS)
                 )
-            yield ServerSentEvent(
-                event="status",
-                data=StatusEvent(
-                    nodes=views.nodes_out(state, kafka.snapshot(), now),
-                    health=_health(state, kafka, now),
-                ),
-            )
-            await hub.wait(seen, state.settings.status_interval_s)
+            if status_of != (state.epoch, state.total) or tick - status_at >= interval:
+                status_of, status_at = (state.epoch, state.total), tick
+                yield ServerSentEvent(
+                    event="status",
+                    data=StatusEvent(
+                        nodes=views.nodes_out(state, kafka.snapshot(), now),
+                        health=_health(state, kafka, now),
+                    ),
+                )
+            due = [status_at + interval]
+            if book.version != sent:
+                due.append(sent_at + ANOMALY_EVENT_GAP_S)
+            await hub.wait(seen, max(0.01, min(due) - time.monotonic()))
 
 
 def _anomaly_routes(app: FastAPI, source: AnomalySource, clock: Callable[[], float]) -> None:

@@ -172,3 +172,20 @@ def test_a_new_alert_is_pushed_within_two_seconds(fed: tuple[str, MemoryAnomalyS
     pushed = [data for name, data in events if name == "anomalies"][-1]
     assert pushed["devices"][0]["alert_active"] and pushed["alerts"][0]["state"] == "raised"
     assert delay < 2.0
+
+
+def test_a_stream_of_records_sends_at_most_one_anomalies_event_a_second(
+    fed: tuple[str, MemoryAnomalySource],
+) -> None:
+    url, source = fed
+    started = time.monotonic()
+
+    def feed_for_three_seconds(events: list[tuple[str, Any]]) -> bool:
+        source.feed(_summary("node1-dev1", time.time(), 0.3))
+        return time.monotonic() - started > 3.0
+
+    events = read_events(f"{url}/api/events?after=29", feed_for_three_seconds, timeout_s=8)
+
+    names = [name for name, _ in events]
+    assert 3 <= names.count("anomalies") <= 5  # one on connecting, then about one a second
+    assert names.count("status") <= 5  # status_interval_s=1: streaming records add none
