@@ -1,5 +1,5 @@
 """The dashboard's anomalies view in real headless Chromium, fed in-process the way the
-scorer's records arrive from the anomalies topic."""
+scorer's records arrive from the anomalies topic; and the report's detection section."""
 
 from __future__ import annotations
 
@@ -17,7 +17,12 @@ from fl_runtime.dashboard import (
     create_app,
     serve_in_thread,
 )
-from fl_runtime.report.synthetic import synthetic_anomaly_records, write_synthetic_log
+from fl_runtime.report import render_report
+from fl_runtime.report.synthetic import (
+    synthetic_anomaly_records,
+    write_synthetic_anomalies,
+    write_synthetic_log,
+)
 from tests.browser.test_dashboard_browser import Page
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
@@ -108,3 +113,23 @@ def test_the_view_says_no_detections_yet_without_the_topic(page: Page, log_path:
         assert "does not exist yet" in text
         assert p.locator("#devices-table tbody tr").count() == 0
         assert page.errors == [] and page.outside == []
+
+
+def test_offline_report_shows_detection_quality(
+    page: Page, tmp_path: Path, artifacts: Path
+) -> None:
+    log, anomalies = tmp_path / "aggregation.jsonl", tmp_path / "anomalies.jsonl"
+    write_synthetic_log(log, rounds=100, nodes=10, seed=2)
+    write_synthetic_anomalies(anomalies, nodes=10, intervals=240, seed=2)
+    report = render_report(log, artifacts / "report-detection", anomalies=anomalies)
+
+    p = page.page
+    p.goto(report.html.as_uri())
+    widths = p.eval_on_selector_all("img", "imgs => imgs.map(i => i.naturalWidth)")
+    section = p.locator("h2", has_text="Detection quality")
+    section.scroll_into_view_if_needed()
+    p.screenshot(path=artifacts / "report-detection.png", full_page=True)
+
+    assert len(widths) == 6 and all(w >= 800 for w in widths)
+    assert p.locator("table.alerts tr").count() == 1 + 2  # header, the fault, the false alert
+    assert page.errors == [] and page.outside == []
