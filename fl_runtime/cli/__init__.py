@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "dashboard": "fl_runtime.cli.dashboard:command",
     "report": "fl_runtime.cli.report:command",
     "status": "fl_runtime.cli.status:command",
+    "anomalies": "fl_runtime.cli.anomalies:command",
 }
 
 

@@ -49,7 +49,8 @@ from fl_runtime.config import Config
     "--kafka/--no-kafka",
     default=True,
     show_default=True,
-    help="Watch Kafka (health, bridges, dead letters) at KAFKA_BOOTSTRAP_SERVERS.",
+    help="Watch Kafka (health, bridges, dead letters, the anomalies topic) at "
+    "KAFKA_BOOTSTRAP_SERVERS.",
 )
 @click.option(
     "--history",
@@ -132,17 +133,20 @@ def _serve(
     history: int,
 ) -> None:
     from fl_runtime.dashboard import (
+        AnomalySource,
         Authenticator,
         ConfluentKafkaSource,
         DashboardSettings,
+        KafkaAnomalySource,
         KafkaSource,
+        MemoryAnomalySource,
         StaticKafkaSource,
         create_app,
         is_loopback,
         load_credentials,
         make_server,
     )
-    from fl_runtime.service.common import setup_logging
+    from fl_runtime.service.common import kafka_consumer_conf, setup_logging
 
     if auth_file is None and not is_loopback(host):
         raise click.UsageError(
@@ -155,7 +159,11 @@ def _serve(
             "warning: without --tls-cert, passwords cross the network in clear text", err=True
         )
     source: KafkaSource = StaticKafkaSource()
+    anomalies: AnomalySource = MemoryAnomalySource(status="disabled")
     if kafka:
+        anomalies = KafkaAnomalySource(
+            kafka_consumer_conf(cfg, "fl-dashboard-anomalies"), cfg.kafka.anomalies_topic
+        )
         source = ConfluentKafkaSource(
             bootstrap_servers=cfg.kafka.bootstrap_servers,
             dead_letter_topic=cfg.kafka.dead_letter_topic,
@@ -170,7 +178,7 @@ def _serve(
         history=history,
     )
     setup_logging(cfg, "dashboard")
-    app = create_app(settings, source, authenticator=authenticator)
+    app = create_app(settings, source, anomalies=anomalies, authenticator=authenticator)
     scheme = "https" if tls_cert else "http"
     click.echo(
         f"fedge dashboard on {scheme}://{host}:{port}/ reading {log}"

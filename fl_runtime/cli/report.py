@@ -16,11 +16,11 @@ def resolve_log(config_path: str | None, log_path: Path | None) -> Path:
     return log_path if log_path is not None else Path(load(config_path).aggregation.log_path)
 
 
-def render_offline(log: Path, out: Path, title: str) -> None:
+def render_offline(log: Path, out: Path, title: str, anomalies: Path | None = None) -> None:
     """Render the report and print where it went (shared with ``fl dashboard --mode offline``)."""
     from fl_runtime.report import render_report
 
-    report = render_report(log, out, title=title)
+    report = render_report(log, out, title=title, anomalies=anomalies)
     click.echo(
         f"report: {report.html} ({report.rounds} rounds, {report.nodes} nodes, "
         f"{report.timings['total_s']:.2f} s)"
@@ -46,6 +46,13 @@ def render_offline(log: Path, out: Path, title: str) -> None:
 )
 @click.option("--title", default="fedge federated training report", show_default=True)
 @click.option(
+    "--anomalies",
+    "anomalies_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Anomaly records as JSON lines (`fl anomalies export`): adds a "
+    '"Detection quality" section (precision and recall over time, alerts per device).',
+)
+@click.option(
     "--bench", is_flag=True, help="Instead: time a render of a synthetic log and print the figure."
 )
 @click.option(
@@ -68,12 +75,14 @@ def command(
     log_path: Path | None,
     out: Path,
     title: str,
+    anomalies_path: Path | None,
     bench: bool,
     rounds: int,
     nodes: int,
 ) -> None:
     """Write a self-contained HTML report plus PNG charts (convergence, participation
-    heatmap, updates per round, rejections) from an aggregation log."""
+    heatmap, updates per round, rejections; detection quality with --anomalies) from an
+    aggregation log."""
     if bench:
         from fl_runtime.report.bench import run_bench
 
@@ -81,4 +90,4 @@ def command(
         for line in result.lines():
             click.echo(line)
         return
-    render_offline(resolve_log(config_path, log_path), out, title)
+    render_offline(resolve_log(config_path, log_path), out, title, anomalies_path)

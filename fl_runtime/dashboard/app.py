@@ -1,8 +1,9 @@
 """The dashboard's web application: the page, its JSON API and a server-sent event stream.
 
 One asyncio task follows the aggregation log every ``poll_interval_s`` and wakes
-the event streams; Kafka facts come from a :class:`KafkaSource` snapshot, so a
-request never waits on a broker. The OpenAPI schema is at ``/api/openapi.json``.
+the event streams, another wakes them when the :class:`AnomalySource`'s book
+changed; Kafka facts come from a :class:`KafkaSource` snapshot, so a request never
+waits on a broker. The OpenAPI schema is at ``/api/openapi.json``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -27,15 +29,18 @@ from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fl_runtime.dashboard import views
+from fl_runtime.dashboard.anomalies import AnomalySource, MemoryAnomalySource
 from fl_runtime.dashboard.auth import Authenticator
 from fl_runtime.dashboard.kafka_source import KafkaSource
-from fl_runtime.dashboard.models import HealthOut, NodesOut, RoundsOut, StatusEvent
+from fl_runtime.dashboard.models import AnomaliesOut, HealthOut, NodesOut, RoundsOut, StatusEvent
 from fl_runtime.dashboard.state import DashboardSettings, DashboardState, LogFollower
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(str(files("fl_runtime.dashboard") / "static"))
 MAX_EVENT_ROUNDS = 500
 MAX_PAGE = 10_000
+MAX_ALERTS = 200
+ANOMALY_EVENT_GAP_S = 1.0  # at most one ``anomalies`` event a second per stream
 SECURITY_HEADERS = {
     "content-security-policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
@@ -122,28 +127,47 @@ async def follow_log(state: DashboardState, hub: Hub) -> None:
         await asyncio.sleep(state.settings.poll_interval_s)
 
 
+async def watch_anomalies(source: AnomalySource, hub: Hub, interval_s: float) -> None:
+    """Wake event streams when the anomaly book changed (its consumer runs on a thread)."""
+    seen = -1
+    while True:
+        if source.book.version != seen:
+            seen = source.book.version
+            hub.notify()
+        await asyncio.sleep(interval_s)
+
+
 def create_app(
     settings: DashboardSettings,
     kafka: KafkaSource,
     *,
+    anomalies: AnomalySource | None = None,
     authenticator: Authenticator | None = None,
     clock: Callable[[], float] = time.time,
 ) -> FastAPI:
+    """``anomalies`` feeds the anomalies view; without one the view says it is off."""
     state = DashboardState(settings)
     hub = Hub()
+    detections = anomalies or MemoryAnomalySource(status="disabled")
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         kafka.start()
-        task = asyncio.create_task(follow_log(state, hub))
+        detections.start()
+        tasks = [
+            asyncio.create_task(follow_log(state, hub)),
+            asyncio.create_task(watch_anomalies(detections, hub, settings.poll_interval_s)),
+        ]
         try:
             yield
         finally:
             hub.close()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await asyncio.to_thread(kafka.close)
+            await asyncio.to_thread(detections.close)
 
     app = FastAPI(
         title="fedge dashboard API",
@@ -154,10 +178,11 @@ def create_app(
         redoc_url=None,
         description=_DESCRIPTION,
     )
-    app.state.hub, app.state.dashboard = hub, state
+    app.state.hub, app.state.dashboard, app.state.anomalies = hub, state, detections
     app.add_middleware(Guard, authenticator=authenticator)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _routes(app, state, hub, kafka, clock)
+    _anomaly_routes(app, detections, clock)
     app.openapi_schema = _with_security(app)
     return app
 
@@ -195,9 +220,14 @@ def _routes(
         last_event_id: Annotated[str | None, Header()] = None,
     ) -> AsyncIterator[ServerSentEvent]:
         """Server-sent events: ``rounds`` (a RoundsOut of new rounds, id ``epoch:seq``),
-        ``status`` (a StatusEvent, after each change and every few seconds) and ``reset``
-        (the log was replaced: reload everything)."""
+        ``status`` (a StatusEvent, after each new round and every few seconds),
+        ``anomalies`` (an AnomaliesOut, on connecting and when the anomalies topic
+        brought something, at most once a second) and ``reset`` (the log was replaced:
+        reload everything)."""
         epoch, cursor = _resume(last_event_id, state.epoch, after)
+        book, sent, sent_at = app.state.anomalies.book, -1, -math.inf
+        status_of, status_at = (-1, -1), -math.inf
+        interval = state.settings.status_interval_s
         while not hub.closing:
             seen = hub.version
             if epoch != state.epoch:
@@ -210,15 +240,36 @@ def _routes(
                     event="rounds", id=f"{epoch}:{cursor}", data=views.rounds_out(state, fresh)
                 )
                 continue
-            now = clock()
-            yield ServerSentEvent(
-                event="status",
-                data=StatusEvent(
-                    nodes=views.nodes_out(state, kafka.snapshot(), now),
-                    health=_health(state, kafka, now),
-                ),
-            )
-            await hub.wait(seen, state.settings.status_interval_s)
+            now, tick = clock(), time.monotonic()
+            if book.version != sent and tick - sent_at >= ANOMALY_EVENT_GAP_S:
+                snap = book.snapshot()
+                sent, sent_at = snap.version, tick
+                yield ServerSentEvent(
+                    event="anomalies", data=views.anomalies_out(snap, now, alerts=MAX_ALERTS)
+                )
+            if status_of != (state.epoch, state.total) or tick - status_at >= interval:
+                status_of, status_at = (state.epoch, state.total), tick
+                yield ServerSentEvent(
+                    event="status",
+                    data=StatusEvent(
+                        nodes=views.nodes_out(state, kafka.snapshot(), now),
+                        health=_health(state, kafka, now),
+                    ),
+                )
+            due = [status_at + interval]
+            if book.version != sent:
+                due.append(sent_at + ANOMALY_EVENT_GAP_S)
+            await hub.wait(seen, max(0.01, min(due) - time.monotonic()))
+
+
+def _anomaly_routes(app: FastAPI, source: AnomalySource, clock: Callable[[], float]) -> None:
+    @app.get("/api/anomalies", tags=["dashboard"])
+    async def anomalies(
+        alerts: Annotated[int, Query(ge=0, le=MAX_ALERTS, description="newest alert changes")] = 50,
+    ) -> AnomaliesOut:
+        """Each device's alert state and score sparkline, and the newest alert changes,
+        from the anomalies topic (detections, alert changes, score summaries)."""
+        return views.anomalies_out(source.book.snapshot(), clock(), alerts=alerts)
 
 
 def _health(state: DashboardState, kafka: KafkaSource, now: float) -> HealthOut:

@@ -154,3 +154,65 @@ class StatusEvent(BaseModel):
 
     nodes: NodesOut
     health: HealthOut
+
+
+class ScorePointOut(BaseModel):
+    t: float = Field(description="end of the summary interval")
+    mean: float = Field(description="mean score of the interval's readings")
+    max: float = Field(description="highest score of the interval")
+    threshold: float
+    n: int = Field(description="readings scored in the interval")
+    over: int = Field(description="readings over the threshold")
+
+
+class DeviceAnomalyOut(BaseModel):
+    device_id: str
+    node_id: str
+    alert_active: bool
+    since: float | None = Field(
+        description="when the alert state last changed; null when only a score "
+        "summary told (the change itself was not read)"
+    )
+    alert_id: str | None = Field(description="id of the active alert")
+    last_score: float | None = Field(
+        description="newest score seen: a detection's or an alert's, else an interval's max"
+    )
+    threshold: float | None
+    model_version: int | None
+    last_seen: float | None
+    detections: int
+    alerts_raised: int
+    sparkline: list[ScorePointOut] = Field(description="score summaries, oldest first")
+
+
+class AlertOut(BaseModel):
+    alert_id: str
+    state: Literal["raised", "cleared"]
+    device_id: str
+    node_id: str
+    message_id: str = Field(description="the reading that changed the state")
+    score: float
+    threshold: float
+    model_version: int
+    reading_time: float
+    detection_time: float
+    over: int = Field(description="readings over the threshold among the last `window`")
+    window: int
+
+
+class AnomaliesOut(BaseModel):
+    generated_at: float
+    topic: str
+    status: Literal["ok", "missing", "unreachable", "disabled"] = Field(
+        description="ok: following the topic; missing: it does not exist yet; "
+        "unreachable: Kafka did not answer; disabled: not followed (--no-kafka)"
+    )
+    detail: str
+    active_alerts: int
+    records: dict[str, int] = Field(
+        description="valid records read, by kind: detection, alert, score_summary"
+    )
+    invalid: dict[str, int] = Field(description="records that failed validation, by reason")
+    devices: list[DeviceAnomalyOut] = Field(description="active alerts first, then by node")
+    devices_dropped: int = Field(description="devices forgotten to keep the state bounded")
+    alerts: list[AlertOut] = Field(description="alert changes, newest first")

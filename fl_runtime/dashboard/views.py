@@ -6,10 +6,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 
 from fl_runtime.cloud.agglog import RoundRecord
+from fl_runtime.dashboard.anomalies import AnomalySnapshot, DeviceView
 from fl_runtime.dashboard.kafka_source import UNKNOWN_NODE, KafkaSnapshot
 from fl_runtime.dashboard.models import (
+    AlertOut,
+    AnomaliesOut,
     BridgeHealth,
     BridgeStatus,
+    DeviceAnomalyOut,
     DiscardedOut,
     FogHealth,
     HealthOut,
@@ -22,9 +26,10 @@ from fl_runtime.dashboard.models import (
     ParticipantOut,
     RoundOut,
     RoundsOut,
+    ScorePointOut,
 )
 from fl_runtime.dashboard.state import DashboardState
-from fl_runtime.report.stats import NodeTally, round_duration, sorted_nodes
+from fl_runtime.report.stats import NodeTally, natural_key, round_duration, sorted_nodes
 
 
 def round_out(seq: int, r: RoundRecord) -> RoundOut:
@@ -214,4 +219,42 @@ def _bridge(node_id: str, k: KafkaSnapshot, prefix: str, idle_s: float, now: flo
         status=status,
         end_offset=k.end_offsets.get(topic),
         last_growth_at=grew,
+    )
+
+
+def anomalies_out(snap: AnomalySnapshot, now: float, *, alerts: int) -> AnomaliesOut:
+    """The anomalies view: devices with an active alert first, then by node and device;
+    the newest ``alerts`` alert changes."""
+    devices = sorted(
+        snap.devices,
+        key=lambda d: (not d.active, natural_key(d.node_id), natural_key(d.device_id)),
+    )
+    return AnomaliesOut(
+        generated_at=now,
+        topic=snap.topic,
+        status=snap.status,
+        detail=snap.detail,
+        active_alerts=sum(d.active for d in snap.devices),
+        records=dict(snap.records),
+        invalid=dict(snap.invalid),
+        devices=[_device_out(d) for d in devices],
+        devices_dropped=snap.devices_dropped,
+        alerts=[AlertOut(**asdict(a)) for a in snap.alerts[:alerts]],
+    )
+
+
+def _device_out(d: DeviceView) -> DeviceAnomalyOut:
+    return DeviceAnomalyOut(
+        device_id=d.device_id,
+        node_id=d.node_id,
+        alert_active=d.active,
+        since=d.since,
+        alert_id=d.alert_id,
+        last_score=d.last_score,
+        threshold=d.threshold,
+        model_version=d.model_version,
+        last_seen=d.last_seen,
+        detections=d.detections,
+        alerts_raised=d.raised,
+        sparkline=[ScorePointOut(**asdict(p)) for p in d.points],
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from fl_runtime.cloud.agglog import RoundRecord
+from fl_runtime.report.detection import Confusion, DetectionSummary
 from fl_runtime.report.stats import FaultSummary, participation_matrix
 
 MAX_NODE_LABELS = 25
@@ -40,6 +42,19 @@ def render_charts(
     }
     if summary.rejections:
         figures["rejections"] = rejections_chart(summary)
+    written = {}
+    for name, fig in figures.items():
+        written[name] = out / f"{name}.png"
+        fig.savefig(written[name], dpi=DPI)
+    return written
+
+
+def render_detection_charts(summary: DetectionSummary, out: Path) -> dict[str, Path]:
+    """Write the detection-quality charts as ``<name>.png`` into ``out``."""
+    figures = {
+        "detection_quality": detection_quality_chart(summary),
+        "alerts_per_device": alerts_per_device_chart(summary),
+    }
     written = {}
     for name, fig in figures.items():
         written[name] = out / f"{name}.png"
@@ -204,6 +219,73 @@ def rejections_chart(summary: FaultSummary, *, top: int = 15) -> Figure:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(axis="x", alpha=0.3)
     return fig
+
+
+def detection_quality_chart(summary: DetectionSummary) -> Figure:
+    """Precision and recall against labels per time bin: pooled over every device (thick)
+    and per fog node (thin grey)."""
+    fig = _figure(11, 5.5)
+    axes = fig.subplots(2, 1, sharex=True)
+    xs = [(t - summary.start) / 60.0 for t in summary.bins]
+    for ax, name, colour in zip(axes, ("precision", "recall"), ("#e08a1e", "#2e9e5b"), strict=True):
+        lines = [
+            list(zip(xs, _values(bins, name), strict=True)) for bins in summary.per_node.values()
+        ]
+        ax.add_collection(LineCollection(lines, colors=NODE_COLOUR, linewidths=0.7, alpha=0.4))
+        ax.plot(xs, _values(summary.pooled, name), color=colour, linewidth=2.2, marker=".")
+        ax.set_ylim(-0.02, 1.05)
+        ax.set_ylabel(name.capitalize())
+        ax.grid(alpha=0.3)
+        ax.legend(
+            handles=[
+                Patch(color=colour, label=f"{name}, all devices pooled"),
+                Patch(
+                    color=NODE_COLOUR,
+                    alpha=0.5,
+                    label=f"{name} per fog node ({len(summary.per_node)})",
+                ),
+            ],
+            loc="lower left",
+            ncols=2,
+        )
+    axes[0].set_title(
+        f"Detection quality against labels, per {summary.bin_s:.0f} s "
+        "(labelled readings at the threshold in force)"
+    )
+    axes[1].xaxis.set_major_locator(MaxNLocator(nbins=10))
+    axes[1].set_xlabel(f"Minutes since {_utc(summary.start)}")
+    return fig
+
+
+def alerts_per_device_chart(summary: DetectionSummary, *, top: int = 25) -> Figure:
+    """Alerts raised per device (the ``top`` devices)."""
+    rows = summary.alerts_by_device[:top]
+    fig = _figure(11, min(9.0, max(2.6, 1.2 + 0.28 * len(rows))))
+    ax = fig.subplots()
+    shown = rows or [("no alert raised", "", 0)]
+    ax.barh(
+        [f"{d} (node {n})" if n else d for d, n, _ in shown][::-1],
+        [c for _, _, c in shown][::-1],
+        color=DISCARDED_COLOUR,
+    )
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlim(0, max((c for _, _, c in shown), default=0) + 1)
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_xlabel("Alerts raised")
+    more = f", top {top}" if len(summary.alerts_by_device) > top else ""
+    ax.set_title(
+        f"Alerts per device ({len(summary.alerts_by_device)} of {summary.devices} "
+        f"devices raised one{more})"
+    )
+    return fig
+
+
+def _values(bins: Sequence[Confusion], name: str) -> list[float]:
+    return [_nan(getattr(c, name)) for c in bins]
+
+
+def _utc(unix: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(unix))
 
 
 def _nan(value: float | None) -> float:

@@ -10,9 +10,11 @@ from html import escape
 from pathlib import Path
 
 from fl_runtime.cloud.agglog import RoundRecord
+from fl_runtime.report.detection import DetectionSummary
 from fl_runtime.report.stats import FaultSummary, NodeTally, round_duration
 
 MAX_ROUND_ROWS = 500
+MAX_ALERT_ROWS = 200
 
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:0;color:#1d232b;background:#f5f6f8}
@@ -41,6 +43,8 @@ class ReportPage:
     tallies: Mapping[str, NodeTally]
     summary: FaultSummary
     charts: Mapping[str, Path]
+    detection: DetectionSummary | None = None
+    anomalies_path: Path | None = None
 
 
 def render_html(page: ReportPage) -> str:
@@ -56,6 +60,7 @@ def render_html(page: ReportPage) -> str:
                 ("participation", "Participation"),
                 ("participants", "Updates per round"),
             ),
+            _detection(page),
             _faults(page),
             _node_table(page),
             _round_table(page.records),
@@ -128,6 +133,70 @@ def _faults(page: ReportPage) -> str:
     body = "".join(f"<li>{item}</li>" for item in items)
     chart = _img(page.charts["rejections"], "Rejections") if "rejections" in page.charts else ""
     return f"<h2>Faults and rejections</h2><ul>{body}</ul>{chart}"
+
+
+def _detection(page: ReportPage) -> str:
+    if page.anomalies_path is None:
+        return ""
+    source = f"<p class='meta'>From <code>{escape(str(page.anomalies_path))}</code>"
+    invalid = page.detection.invalid if page.detection else {}
+    if invalid:
+        reasons = ", ".join(f"{escape(r)} &times;{n}" for r, n in sorted(invalid.items()))
+        source += f" &middot; <span class='bad'>invalid lines skipped: {reasons}</span>"
+    source += "</p>"
+    d = page.detection
+    if d is None:
+        return f"<h2>Detection quality</h2>{source}<p>No anomaly records: no detections yet.</p>"
+    t = d.total
+    cards = [
+        ("Devices", str(d.devices)),
+        ("Readings scored", f"{d.readings:,}"),
+        ("Labelled readings", f"{t.labelled:,}"),
+        ("Detections", f"{d.detections:,}"),
+        ("Alerts raised", str(sum(a.raised_at is not None for a in d.alerts))),
+        ("Precision (all)", _num(t.precision, 3)),
+        ("Recall (all)", _num(t.recall, 3)),
+        ("TP / FP / FN", f"{t.tp:,} / {t.fp:,} / {t.fn:,}"),
+    ]
+    body = "".join(f"<div class='card'>{escape(k)}<b>{escape(v)}</b></div>" for k, v in cards)
+    charts = "".join(
+        _img(page.charts[name], title)
+        for name, title in (
+            ("detection_quality", "Precision and recall over time"),
+            ("alerts_per_device", "Alerts per device"),
+        )
+        if name in page.charts
+    )
+    return (
+        f"<h2>Detection quality</h2>{source}<section class='cards'>{body}</section>"
+        f"{charts}{_alert_table(d)}"
+    )
+
+
+def _alert_table(d: DetectionSummary) -> str:
+    head = (
+        "<tr><th>Raised</th><th>Device</th><th>Node</th><th>Score</th><th>Cleared</th>"
+        "<th>Score at clear</th><th>Duration (s)</th><th>Model</th><th>Alert id</th></tr>"
+    )
+    rows = [
+        f"<tr><td>{_opt_ts(a.raised_at)}</td><td>{escape(a.device_id)}</td>"
+        f"<td>{escape(a.node_id)}</td><td class='num'>{_num(a.raised_score, 3)}</td>"
+        f"<td>{_opt_ts(a.cleared_at) if a.cleared_at else 'still active'}</td>"
+        f"<td class='num'>{_num(a.cleared_score, 3)}</td>"
+        f"<td class='num'>{_num(a.duration_s, 1)}</td><td class='num'>{a.model_version}</td>"
+        f"<td>{escape(a.alert_id)}</td></tr>"
+        for a in d.alerts[:MAX_ALERT_ROWS]
+    ]
+    if not rows:
+        return "<p>No alert was raised.</p>"
+    more = (
+        f" (newest {MAX_ALERT_ROWS} of {len(d.alerts)})" if len(d.alerts) > MAX_ALERT_ROWS else ""
+    )
+    return f"<h3>Alerts{more}, newest first</h3><table class='alerts'>{head}{''.join(rows)}</table>"
+
+
+def _opt_ts(unix: float | None) -> str:
+    return "n/a" if unix is None else escape(_ts(unix))
 
 
 def _listed(label: str, values: Iterable[object], cap: int = 30) -> str:

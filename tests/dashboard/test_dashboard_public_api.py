@@ -9,11 +9,15 @@ import fl_runtime.report
 
 def test_dashboard_public_api_is_pinned() -> None:
     assert sorted(fl_runtime.dashboard.__all__) == [
+        "AnomalyBook",
+        "AnomalySource",
         "Authenticator",
         "ConfluentKafkaSource",
         "DashboardSettings",
+        "KafkaAnomalySource",
         "KafkaSnapshot",
         "KafkaSource",
+        "MemoryAnomalySource",
         "StaticKafkaSource",
         "create_app",
         "hash_password",

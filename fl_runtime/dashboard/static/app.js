@@ -1,13 +1,17 @@
-// fedge dashboard: loads /api/rounds, /api/nodes and /api/health once, then follows
-// /api/events (server-sent events) so new rounds appear without a page reload.
+// fedge dashboard: loads /api/rounds, /api/nodes, /api/health and /api/anomalies once,
+// then follows /api/events (server-sent events) so new rounds and alerts appear without
+// a page reload.
 "use strict";
 
 const KEEP_ROUNDS = 1000;     // rounds held for the chart
 const HEATMAP_ROUNDS = 200;   // newest rounds in the participation heatmap
 const TABLE_ROUNDS = 50;      // newest rounds in the round-details table
 const COLOURS = { ok: "#2e9e5b", bad: "#d6453d", absent: "#e4e6ea" };
+const TABLE_ALERTS = 50;      // newest alert changes in the alerts table
+const SPARK = { w: 180, h: 34 };
 
-const view = { rounds: [], nodes: null, health: null, lastSeq: -1, chart: null, chartKey: "" };
+const view = { rounds: [], nodes: null, health: null, anomalies: null, lastSeq: -1,
+               chart: null, chartKey: "" };
 let source = null;
 
 // ---- small DOM helpers (text only: no HTML from the server is ever parsed) ----
@@ -45,14 +49,17 @@ async function getJSON(path) {
 
 // ---- data flow ----
 async function load() {
-  const [rounds, nodes, health] = await Promise.all([
-    getJSON(`api/rounds?limit=${KEEP_ROUNDS}`), getJSON("api/nodes"), getJSON("api/health")]);
+  const [rounds, nodes, health, anomalies] = await Promise.all([
+    getJSON(`api/rounds?limit=${KEEP_ROUNDS}`), getJSON("api/nodes"), getJSON("api/health"),
+    getJSON(`api/anomalies?alerts=${TABLE_ALERTS}`)]);
   view.rounds = rounds.rounds;
   view.lastSeq = rounds.latest_seq ?? -1;
   view.nodes = nodes;
   view.health = health;
+  view.anomalies = anomalies;
   renderRounds();
   renderStatus();
+  renderAnomalies();
   connect();
 }
 
@@ -74,6 +81,10 @@ function connect() {
     view.nodes = status.nodes;
     view.health = status.health;
     renderStatus();
+  });
+  source.addEventListener("anomalies", (event) => {
+    view.anomalies = JSON.parse(event.data);
+    renderAnomalies();
   });
   source.addEventListener("reset", () => {
     source.close();
@@ -290,6 +301,67 @@ function renderHealth() {
                                     `(${view.nodes ? view.nodes.max_weight_age_s : "?"} s)`)));
   const problems = el("ul", { class: "problems" }, ...h.problems.map((p) => el("li", {}, p)));
   document.getElementById("health").replaceChildren(box, problems);
+}
+
+// ---- anomalies: alert state per device, score sparklines, recent alerts ----
+function sparkline(points) {
+  const root = svg("svg", { class: "spark", width: SPARK.w, height: SPARK.h, role: "img",
+                            "aria-label": `score sparkline, ${points.length} intervals` });
+  if (!points.length) return root;
+  const t0 = points[0].t, span = Math.max(points[points.length - 1].t - t0, 1e-9);
+  const x = (t) => (points.length === 1 ? SPARK.w / 2 : ((t - t0) / span) * (SPARK.w - 2) + 1);
+  const y = (v) => SPARK.h - 1 - v * (SPARK.h - 2);
+  const line = (key, cls) => svg("polyline", {
+    class: cls, fill: "none", "stroke-width": cls === "spark-max" ? 1.6 : 1.2,
+    points: points.map((p) => `${x(p.t).toFixed(1)},${y(p[key]).toFixed(1)}`).join(" ") });
+  root.append(line("threshold", "spark-threshold"), line("mean", "spark-mean"),
+              line("max", "spark-max"));
+  const last = points[points.length - 1];
+  const title = svg("title", {});
+  title.textContent = `${points.length} intervals; last: max ${fmt(last.max, 3)}, ` +
+    `mean ${fmt(last.mean, 3)}, threshold ${fmt(last.threshold, 3)}, ` +
+    `${last.over} of ${last.n} over`;
+  root.append(title);
+  return root;
+}
+
+function renderAnomalies() {
+  const a = view.anomalies;
+  if (!a) return;
+  const pill = document.getElementById("alerts-pill");
+  pill.textContent = a.active_alerts ? `${a.active_alerts} active alert(s)` : "no active alert";
+  pill.className = `pill ${a.active_alerts ? "bad" : a.status === "ok" ? "ok" : ""}`;
+  const invalid = Object.values(a.invalid).reduce((x, y) => x + y, 0);
+  document.getElementById("anomalies-note").textContent =
+    `(topic ${a.topic}: ${a.status}; ${a.devices.length} device(s)` +
+    (invalid ? `; ${invalid} invalid record(s): ` +
+      Object.entries(a.invalid).map(([k, v]) => `${k} ${v}`).join(", ") : "") + ")";
+  const empty = document.getElementById("anomalies-empty");
+  const idle = { ok: "No detections yet.", missing: `No detections yet: ${a.detail}.`,
+                 unreachable: `No detections yet: Kafka unreachable (${a.detail}).`,
+                 disabled: "No detections yet: the anomalies topic is not followed." };
+  empty.textContent = a.devices.length ? (a.status === "ok" ? "" : a.detail) : idle[a.status];
+  empty.hidden = !empty.textContent;
+  const devices = a.devices.map((d) => el("tr",
+    { "data-device": d.device_id, class: d.alert_active ? "alerting" : null },
+    el("td", {}, d.device_id), el("td", {}, d.node_id),
+    el("td", { class: "state" }, badge(d.alert_active ? "alert" : "quiet")),
+    el("td", { title: d.since ? new Date(d.since * 1000).toISOString() : "" },
+      d.since ? clock(d.since) : "–"),
+    el("td", { class: "num score" }, fmt(d.last_score, 3)),
+    el("td", { class: "num" }, fmt(d.threshold, 3)),
+    el("td", { class: "num" }, d.model_version ?? "–"),
+    el("td", { class: "num" }, int(d.detections)),
+    el("td", {}, sparkline(d.sparkline))));
+  document.querySelector("#devices-table tbody").replaceChildren(...devices);
+  const alerts = a.alerts.slice(0, TABLE_ALERTS).map((x) => el("tr",
+    { "data-alert": x.alert_id, "data-state": x.state },
+    el("td", { title: new Date(x.detection_time * 1000).toISOString() }, clock(x.detection_time)),
+    el("td", {}, x.device_id), el("td", {}, x.node_id), el("td", { class: x.state }, x.state),
+    el("td", { class: "num" }, fmt(x.score, 3)),
+    el("td", { class: "num", title: `threshold ${fmt(x.threshold, 3)}, model v${x.model_version}` },
+      `${x.over}/${x.window}`)));
+  document.querySelector("#alerts-table tbody").replaceChildren(...alerts);
 }
 
 document.addEventListener("DOMContentLoaded", () => { load().catch(showError); });
