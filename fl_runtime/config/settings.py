@@ -205,6 +205,8 @@ class DetectionSection:
         help="Seconds between per-device score summaries on the anomalies topic.")
     state_dir: str = _s("DETECTION_STATE_DIR", "/var/lib/fl/detect",
         help="The scorer's state: last global model and the spool of undelivered records.")
+    spool_max_records: int = _s("DETECTION_SPOOL_MAX_RECORDS", 200_000, between=(100, 100_000_000),
+        help="Records the scorer keeps for Kafka while it is unreachable; beyond, the oldest drop.")
 
 
 @dataclass(frozen=True)
