@@ -286,3 +286,17 @@ def test_alert_topics_must_not_match_the_readings_filter() -> None:
     clash = cfg.replace(MQTT_TOPIC_TEMPLATE="factory/node-{node_id}/{device_id}/#")
     with pytest.raises(ConfigError, match="MQTT_ALERT_TOPIC_TEMPLATE"):
         readings_filter(clash, "4")
+
+
+def test_kafka_client_logs_are_rate_limited_per_kind() -> None:
+    from fl_runtime.fog.detect.kafka import _OncePerInterval
+
+    limit = _OncePerInterval(30.0)
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("k", logging.ERROR, "", 0, msg, None, None)
+
+    refused = "FAIL [rdkafka#consumer-2] [thrd:x]: Connect to 127.0.0.1:1 failed"
+    assert limit.filter(record(refused))
+    assert not limit.filter(record(refused))
+    assert limit.filter(record("GETPID [producer-1] [thrd:main]: retrying"))

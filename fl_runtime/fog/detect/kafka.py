@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,34 @@ from fl_runtime.service.common import event, kafka_consumer_conf, kafka_producer
 _MAX_IN_FLIGHT = 5000  # records handed to the producer and not yet confirmed
 _TAKE = 500
 _RETRY_SECONDS = 2.0
+_CLIENT_LOG_INTERVAL = 30.0  # librdkafka repeats each connection failure; one per kind is enough
+# A cut link is retried calmly: at most every 10 s, not every 100 ms.
+_BACKOFF = {"reconnect.backoff.ms": 500, "reconnect.backoff.max.ms": 10_000}
+
+
+class _OncePerInterval(logging.Filter):
+    """Lets through one client log line per kind (its first words) per interval."""
+
+    def __init__(self, interval: float) -> None:
+        super().__init__()
+        self._interval = interval
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        kind = record.getMessage().split(":", 1)[0][:60]
+        now = time.monotonic()
+        if now - self._last.get(kind, -self._interval) < self._interval:
+            return False
+        self._last[kind] = now
+        return True
+
+
+def client_logger() -> logging.Logger:
+    """The logger handed to librdkafka, rate-limited."""
+    log = logging.getLogger("fl_runtime.detect.kafka")
+    if not log.filters:
+        log.addFilter(_OncePerInterval(_CLIENT_LOG_INTERVAL))
+    return log
 
 
 class Shipper:
@@ -45,7 +74,8 @@ class Shipper:
             **{
                 "queue.buffering.max.messages": 2 * _MAX_IN_FLIGHT,
                 "error_cb": functools.partial(_kafka_error, log),
-                "logger": logging.getLogger("fl_runtime.detect.kafka"),
+                "logger": client_logger(),
+                **_BACKOFF,
             },
         )
         self._factory = producer_factory or _confluent_producer
@@ -130,7 +160,7 @@ class ModelFollower(threading.Thread):
         self._cfg = cfg
         self._group_id = group_id
         self._on_model = on_model
-        self._stop = stop
+        self._halt = stop
         self._log = log
 
     def run(self) -> None:
@@ -141,7 +171,7 @@ class ModelFollower(threading.Thread):
             kafka_consumer_conf(
                 self._cfg,
                 self._group_id,
-                **{"logger": logging.getLogger("fl_runtime.detect.kafka"), "log_level": 3},
+                **{"logger": client_logger(), **_BACKOFF},
             )
         )
         try:
@@ -150,7 +180,7 @@ class ModelFollower(threading.Thread):
                 return
             consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
             event(self._log, "following global models", topic=topic, partitions=parts)
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 msg = consumer.poll(0.5)
                 if msg is None or msg.error():
                     continue
@@ -169,7 +199,7 @@ class ModelFollower(threading.Thread):
     def _partitions(self, consumer: Any, topic: str) -> list[int] | None:
         """The topic's partitions, once Kafka answers and the topic exists; None on stop."""
         warned = False
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 meta = consumer.list_topics(topic, timeout=5)
                 found = meta.topics.get(topic)
@@ -187,7 +217,7 @@ class ModelFollower(threading.Thread):
                     error=why,
                 )
                 warned = True
-            self._stop.wait(_RETRY_SECONDS)
+            self._halt.wait(_RETRY_SECONDS)
         return None
 
 
