@@ -454,14 +454,18 @@ def test_scoring_and_mqtt_alerts_go_on_without_kafka_and_nothing_is_lost(
 def test_detections_spooled_before_a_restart_reach_kafka_after_it(
     kafka_private: KafkaBroker, mosquitto: MosquittoBroker, tmp_path: Path, scorers: list[Scorer]
 ) -> None:
-    # Prepare: detections made while Kafka is down, then the scorer is killed
+    # Prepare: a scorer started while Kafka is down gets its model once Kafka is back
     node = "63"
     scorer = make_scorer(tmp_path, kafka_private, mosquitto, node)
     model = trained_model(node)
     publish_model(kafka_private.bootstrap, scorer.cfg, model)
+    kafka_private.kill()
     scorers.append(scorer)
     scorer.start()
-    poll(lambda: "global model applied" in scorer.log(), 30, "the global model", scorer)
+    poll(lambda: "topic unreachable, retrying" in scorer.log(), 30, "the retry", scorer)
+    kafka_private.start()
+    poll(lambda: "global model applied" in scorer.log(), 60, "the global model", scorer)
+    # detections made while Kafka is down, then the scorer is killed
     devices = Devices(node, 1)
     devices.faulty.add(devices.ids[0])
     link = Mqtt(mosquitto, scorer.cfg, node)
