@@ -143,3 +143,38 @@ def pr_auc(pos: Histogram, neg: Histogram) -> float | None:
     precision, recall, _ = _curves(pos, neg)
     gained = recall[:-1] - recall[1:]  # recall added by lowering the edge from i+1 to i
     return float(np.sum(gained * precision[:-1]))
+
+
+@dataclass(frozen=True)
+class LearnedThreshold:
+    """What a round publishes: the threshold, where it came from, and its quality.
+
+    ``source`` is ``"learned"`` (chosen from this round's histograms), ``"carried"``
+    (no histograms this round: the last learned one) or None (none learned yet).
+    ``choice`` and ``pr_auc`` describe this round's pooled histograms, when any.
+    """
+
+    threshold: float | None
+    source: str | None
+    choice: ThresholdChoice | None = None
+    pr_auc: float | None = None
+
+
+def learn_threshold(
+    hists: Iterable[tuple[Histogram, Histogram]],
+    *,
+    target_precision: float = 0.0,
+    previous: float | None = None,
+) -> LearnedThreshold:
+    """Pool the nodes' ``(pos, neg)`` histograms and choose; carry ``previous`` forward
+    when there is nothing to choose from (no histograms, or a class is missing)."""
+    carried = LearnedThreshold(previous, None if previous is None else "carried")
+    pairs = list(hists)
+    pos = add_histograms(p for p, _ in pairs)
+    neg = add_histograms(n for _, n in pairs)
+    if pos is None or neg is None:
+        return carried
+    choice = choose_threshold(pos, neg, target_precision)
+    if choice is None:
+        return carried
+    return LearnedThreshold(choice.threshold, "learned", choice, pr_auc(pos, neg))
