@@ -300,3 +300,63 @@ def test_kafka_client_logs_are_rate_limited_per_kind() -> None:
     assert limit.filter(record(refused))
     assert not limit.filter(record(refused))
     assert limit.filter(record("GETPID [producer-1] [thrd:main]: retrying"))
+
+
+def test_a_restored_alert_counts_its_quiet_period_from_the_latest_over_reading(
+    tmp_path: Path,
+) -> None:
+    # Prepare: raised at t0, still over at t0 + 4, then the scorer restarts
+    first = Rig(tmp_path)
+    first.core.set_model(MODEL)
+    first.send(HOT)
+    first.send(HOT)
+    first.clock.now += 4.0
+    first.send(HOT)
+    first.spool.close()
+    second = Rig(tmp_path)
+    second.core.set_model(MODEL)
+    second.core.restore_alerts(second.spool.active_alerts())
+    second.clock.now = NOW + 6.0
+    # Execute: a cool reading 2 s after the latest over one (6 s after the raise)
+    second.send(COOL)
+    # Assert: not quiet long enough (ALERT_CLEAR_SECONDS is 5)
+    assert second.sink.published == []
+    assert second.metric("fl_detect_active_alerts") == 1
+
+
+class FakeMessage:
+    def __init__(self, mid: int, payload: bytes) -> None:
+        self.mid, self.qos, self.payload, self.dup = mid, 1, payload, False
+        self.topic = "factory/node-1/dev1/readings"
+
+
+class FakeClient:
+    def __init__(self) -> None:
+        self.acked: list[int] = []
+        self.on_message: Any = None
+
+    def ack(self, mid: int, qos: int) -> None:
+        self.acked.append(mid)
+
+
+def test_a_reading_is_acked_only_once_its_records_are_spooled(tmp_path: Path) -> None:
+    from fl_runtime.fog.detect.mqtt import wire
+
+    # Prepare: the paho callbacks wired to a core whose spool will fail
+    rig = Rig(tmp_path)
+    rig.core.set_model(MODEL)
+    client = FakeClient()
+    wire(client, rig.core, "factory/node-1/+/readings", logging.getLogger("t"))
+
+    def deliver(mid: int, temperature: float) -> None:
+        r = SensorReading(f"m{mid}", "dev1", "1", mid, NOW, 1.0, 1.0, 1.0, temperature, 5.0)
+        client.on_message(client, None, FakeMessage(mid, encode_reading(r)))
+
+    # Execute
+    deliver(1, HOT)
+    deliver(2, COOL)
+    client.on_message(client, None, FakeMessage(3, b"garbage"))
+    rig.spool.close()
+    deliver(4, HOT)  # its detection cannot be spooled
+    # Assert
+    assert client.acked == [1, 2, 3]

@@ -188,7 +188,7 @@ class DetectorCore:
             records.append(self._alert(device, change, scorer, now))
         self._metrics.scored.inc()
         self._metrics.detections.inc(over)
-        return self._emit(device, records, change, reading.timestamp)
+        return self._emit(device, records, change, scored)
 
     def _alert(self, device: str, change: Change, scorer: Scorer, now: float) -> AlertChange:
         t = change.trigger
@@ -212,14 +212,22 @@ class DetectorCore:
         device: str,
         records: list[AnomalyRecord],
         change: Change | None,
-        reading_time: float | None,
+        scored: Scored | None,
     ) -> bool:
-        """Alert change to MQTT at once; every record into the spool. False if spooling failed."""
+        """Alert change to MQTT at once; every record, and the device's alert state, into
+        the spool. False if spooling failed. ``scored`` is the reading (None on a tick)."""
         raised: list[ActiveAlert] = []
         cleared: list[str] = []
+        tracker = self._trackers[device]
+        if change is None and scored is not None and scored.over and tracker.alert_id:
+            # An active alert remembers its latest over reading, so after a restart its
+            # quiet period is counted from there, not from the raise.
+            raised.append(ActiveAlert(device, tracker.alert_id, scored.message_id,
+                                      scored.score, scored.reading_time))  # fmt: skip
         if change is not None:
             alert = next(r for r in records if isinstance(r, AlertChange))
             topic = self._alert_template.format(node_id=self.node_id, device_id=device)
+            reading_time = None if scored is None else scored.reading_time
             self._sink.publish_alert(topic, encode_anomaly_record(alert), reading_time)
             self._metrics.alerts.labels(state=change.state).inc()
             event(
