@@ -387,6 +387,7 @@ def test_bearing_wear_raises_an_alert_on_mqtt_and_in_kafka_healthy_devices_none(
     healthy = [r for r in watch.readings.values() if r.device_id != faulty]
     healthy_detections = [d for _, d in tail.of(Detection) if d.device_id != faulty]
     scored = scorer.metric("fl_detect_scored_total")
+    scoring = scorer.metric("fl_detect_scoring_latency_seconds_sum") / scored
     print(
         f"\nalert latency, reading published -> alert on MQTT: {mqtt_latency * 1000:.1f} ms; "
         f"-> alert in Kafka: {kafka_latency * 1000:.1f} ms; `fl sensor inject` acked -> alert "
@@ -394,7 +395,8 @@ def test_bearing_wear_raises_an_alert_on_mqtt_and_in_kafka_healthy_devices_none(
         f"false alerts: {len(healthy_alerts)} on {DEVICES - 1} healthy devices; "
         f"false detections: {len(healthy_detections)} of {len(healthy)} healthy readings "
         f"({len(healthy_detections) / len(healthy):.2%}); threshold {model.threshold}\n"
-        f"scorer RSS: {rss / 1024:.1f} MiB; readings scored: {scored:.0f}"
+        f"scorer RSS: {rss / 1024:.1f} MiB; readings scored: {scored:.0f}, "
+        f"mean receipt -> decision {scoring * 1e6:.0f} us"
     )
     assert mqtt_latency < LATENCY_TARGET_S
     assert kafka_latency < LATENCY_TARGET_S + 1.0

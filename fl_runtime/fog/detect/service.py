@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -73,7 +74,7 @@ def run_detect(
     topic_filter = readings_filter(cfg, settings.node_id)
     metrics = DetectMetrics.create()
     port = _start_metrics(cfg, settings.metrics_port)
-    spool = Spool(settings.state_dir / SPOOL_FILE, int(cfg.detection.spool_max_records))
+    spool = _open_spool(settings.state_dir / SPOOL_FILE, int(cfg.detection.spool_max_records))
     client = mqtt_client(
         cfg,
         client_id=settings.client_id,
@@ -186,6 +187,13 @@ def _serve(
                 spool_depth=spool.depth,
                 kafka_in_flight=shipper.in_flight,
             )
+
+
+def _open_spool(path: Path, max_records: int) -> Spool:
+    try:
+        return Spool(path, max_records)
+    except (sqlite3.Error, OSError) as exc:
+        raise ServiceError(f"cannot open the spool {path}: {exc}") from None
 
 
 def _start_metrics(cfg: Config, port: int | None) -> int | None:
