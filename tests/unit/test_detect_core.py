@@ -360,3 +360,23 @@ def test_a_reading_is_acked_only_once_its_records_are_spooled(tmp_path: Path) ->
     deliver(4, HOT)  # its detection cannot be spooled
     # Assert
     assert client.acked == [1, 2, 3]
+
+
+def test_the_spool_keeps_records_across_a_reopen_and_never_reuses_an_id(tmp_path: Path) -> None:
+    # Prepare
+    path = tmp_path / "spool.sqlite3"
+    spool = Spool(path, 100)
+    spool.append([("dev1", b"a"), ("dev2", b"b"), ("dev1", b"c")])
+    spool.delete([3])
+    spool.close()
+    # Execute
+    reopened = Spool(path, 100)
+    reopened.append([("dev1", b"d")])
+    # Assert: what Kafka never confirmed is still there, in order, with fresh ids
+    assert reopened.depth == 3
+    assert [(r.id, r.key, r.value) for r in reopened.take(0, 10)] == [
+        (1, "dev1", b"a"),
+        (2, "dev2", b"b"),
+        (4, "dev1", b"d"),
+    ]
+    assert [r.id for r in reopened.take(2, 10)] == [4]

@@ -106,7 +106,11 @@ class DetectorCore:
 
     # ------------------------------------------------------------------ the model
     def set_model(self, model: GlobalModel) -> bool:
-        """Score with ``model`` from now on if it is newer than the current one."""
+        """Score with ``model`` from now on if it is newer than the current one.
+
+        Versions only grow within one aggregator's history; a model from a re-created
+        cluster (lower versions) is ignored until the saved one is removed from
+        DETECTION_STATE_DIR."""
         with self._lock:
             if self._scorer is not None and model.version <= self._scorer.version:
                 return False
