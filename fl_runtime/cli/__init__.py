@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "topics": "fl_runtime.cli.topics:command",
     "sensor": "fl_runtime.cli.sensor:command",
     "bridge": "fl_runtime.cli.bridge:command",
+    "detect": "fl_runtime.cli.detect:command",
     "fog": "fl_runtime.cli.fog:command",
     "aggregate": "fl_runtime.cli.aggregate:command",
     "monitor": "fl_runtime.cli.monitor:command",

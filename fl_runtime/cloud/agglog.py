@@ -24,6 +24,24 @@ Record fields (schema ``fl-agglog/1``)::
     eval_n            int, held-out samples behind the metrics
     eval_version      int | null, the global version those samples evaluated
     timings           {aggregate_ms, publish_ms, round_wall_s}
+
+Detection fields (issue #11; absent from older lines, read as null)::
+
+    threshold             float | null, the alert threshold published with this
+                          round's global model (scores >= it are anomalies)
+    threshold_source      "learned" (from this round's pooled score histograms of
+                          eval_version) | "carried" (none this round: the last
+                          learned one) | null (none learned yet)
+    threshold_precision, threshold_recall, threshold_f1: float | null, of the
+                          pooled held-out data at the threshold (learned rounds only)
+    threshold_target_met  bool | null, false when no threshold met
+                          DETECTION_TARGET_PRECISION and max F1 was used instead
+    pr_auc                float | null, average precision from the same histograms
+    fixed_threshold       float | null, DETECTION_THRESHOLD when set: the scorers
+                          apply it instead of the learned one
+
+Readers ignore fields they do not know, so a newer writer's additions never make
+an older reader skip a line.
 """
 
 from __future__ import annotations
@@ -34,13 +52,14 @@ import math
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from fl_runtime.core.evaluation import GlobalMetrics
     from fl_runtime.core.strategy import RoundOutcome
+    from fl_runtime.core.threshold import LearnedThreshold
 
 SCHEMA = "fl-agglog/1"
 log = logging.getLogger(__name__)
@@ -83,6 +102,14 @@ class RoundRecord:
     eval_n: int = 0
     eval_version: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    threshold: float | None = None
+    threshold_source: str | None = None
+    threshold_precision: float | None = None
+    threshold_recall: float | None = None
+    threshold_f1: float | None = None
+    threshold_target_met: bool | None = None
+    pr_auc: float | None = None
+    fixed_threshold: float | None = None
 
     @property
     def n_total(self) -> int:
@@ -98,7 +125,8 @@ class RoundRecord:
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> RoundRecord:
-        body = {k: v for k, v in doc.items() if k not in ("schema", "n_total")}
+        known = {f.name for f in fields(cls)}
+        body = {k: v for k, v in doc.items() if k in known}
         body["participants"] = [Participant(**p) for p in body.get("participants", [])]
         body["discarded"] = [Discarded(**d) for d in body.get("discarded", [])]
         return cls(**body)
@@ -181,8 +209,12 @@ def round_record(
     started_at: float,
     eval_version: int | None,
     timings: dict[str, float] | None = None,
+    threshold: LearnedThreshold | None = None,
+    fixed_threshold: float | None = None,
 ) -> RoundRecord:
-    """The log record of one aggregation outcome and its federated metrics."""
+    """The log record of one aggregation outcome, its federated metrics and the
+    alert threshold published with it."""
+    choice = threshold.choice if threshold is not None else None
     return RoundRecord(
         round=round_no,
         global_version=outcome.version,
@@ -213,4 +245,12 @@ def round_record(
         eval_n=metrics.n,
         eval_version=eval_version,
         timings=timings or {},
+        threshold=threshold.threshold if threshold is not None else None,
+        threshold_source=threshold.source if threshold is not None else None,
+        threshold_precision=choice.precision if choice else None,
+        threshold_recall=choice.recall if choice else None,
+        threshold_f1=choice.f1 if choice else None,
+        threshold_target_met=choice.target_met if choice else None,
+        pr_auc=threshold.pr_auc if threshold is not None else None,
+        fixed_threshold=fixed_threshold,
     )

@@ -6,6 +6,12 @@ valid, fresh update of each node (``BatchAggregator``); async mode runs FedBuff
 topic and each round to the aggregation log. On start the service reads the
 latest global model back, so a restarted aggregator continues from that version.
 A node joins by simply publishing updates: nothing here lists the nodes.
+
+Each global model also carries the alert threshold: the participants' score
+histograms for the newest evaluated version are summed and the threshold chosen
+from them (``DETECTION_TARGET_PRECISION``; :mod:`fl_runtime.core.threshold`). A
+round without histograms carries the last learned threshold forward, also across
+a restart. A fixed ``DETECTION_THRESHOLD`` is applied by the scorers, not here.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from fl_runtime.core.messages import (
 from fl_runtime.core.model import Confusion
 from fl_runtime.core.scaling import FeatureStats, Scaler, merge_all
 from fl_runtime.core.strategy import BatchAggregator, ClientUpdate, FedBuffAggregator, RoundOutcome
+from fl_runtime.core.threshold import Histogram, LearnedThreshold, learn_threshold
 from fl_runtime.errors import ValidationError
 from fl_runtime.service import deadletter
 from fl_runtime.service.common import (
@@ -50,6 +57,7 @@ ROUNDS = Counter("fl_aggregator_rounds_total", "Aggregation rounds completed")
 DEAD = Counter("fl_aggregator_dead_letter_total", "Rejected update payloads", ["reason"])
 VERSION = Gauge("fl_aggregator_global_version", "Version of the latest global model")
 PARTICIPANTS = Gauge("fl_aggregator_round_participants", "Nodes in the latest round")
+THRESHOLD = Gauge("fl_aggregator_threshold", "Alert threshold published with the latest model")
 
 
 def load_latest_global(cfg: Config, timeout_s: float = 10.0) -> GlobalModel | None:
@@ -96,7 +104,9 @@ class AggregatorState:
     stats: dict[str, FeatureStats] = field(default_factory=dict)
     evals: dict[str, Confusion] = field(default_factory=dict)
     eval_versions: dict[str, int] = field(default_factory=dict)
+    hists: dict[str, tuple[Histogram, Histogram]] = field(default_factory=dict)
     local_loss: dict[str, float | None] = field(default_factory=dict)
+    threshold: float | None = None  # the last one published
 
 
 class AggregatorService:
@@ -121,12 +131,14 @@ class AggregatorService:
         initial = latest.weights_array() if latest else None
         version = latest.version if latest else 0
         self.state.round = max(last.round if last else 0, latest.round if latest else 0)
+        self.state.threshold = latest.threshold if latest else None
         if latest:
             event(
                 log,
                 "resuming from the latest global model",
                 version=version,
                 round=self.state.round,
+                threshold=self.state.threshold,
             )
         if self.mode == "async":
             self.fedbuff = FedBuffAggregator(
@@ -164,6 +176,8 @@ class AggregatorService:
             strategy=self.strategy_name,
             min_nodes=self.cfg.aggregation.min_nodes,
             max_weight_age=self.cfg.aggregation.max_weight_age_seconds,
+            target_precision=self.cfg.detection.target_precision,
+            fixed_threshold=self._fixed_threshold(),
         )
         try:
             while not self.shutdown.requested:
@@ -241,6 +255,10 @@ class AggregatorService:
             ev = update.evaluation
             self.state.evals[node] = Confusion(ev.tp, ev.fp, ev.tn, ev.fn, ev.loss_sum, ev.n)
             self.state.eval_versions[node] = ev.version
+            if ev.score_hist_pos is not None and ev.score_hist_neg is not None:
+                self.state.hists[node] = (ev.score_hist_pos, ev.score_hist_neg)
+            else:
+                self.state.hists.pop(node, None)
         self.state.local_loss[node] = update.local_loss
 
     # ------------------------------------------------------------------ rounds
@@ -263,6 +281,8 @@ class AggregatorService:
     def _finish_round(self, outcome: RoundOutcome, started: float) -> None:
         t0 = time.perf_counter()
         scaler = self._scaler()
+        metrics, eval_version = self._metrics(outcome)
+        threshold = self._threshold(outcome, eval_version)
         self.state.round += 1
         model = GlobalModel(
             version=outcome.version,
@@ -274,6 +294,7 @@ class AggregatorService:
             n_total=outcome.n_total,
             scaler_mean=scaler.mean.tolist() if scaler else None,
             scaler_std=scaler.std.tolist() if scaler else None,
+            threshold=threshold.threshold,
         )
         aggregate_ms = (time.perf_counter() - t0) * 1000
         t1 = time.perf_counter()
@@ -284,7 +305,7 @@ class AggregatorService:
         if remaining:
             raise KafkaException(f"global model {model.version} not delivered within 30 s")
         publish_ms = (time.perf_counter() - t1) * 1000
-        metrics, eval_version = self._metrics(outcome)
+        self.state.threshold = threshold.threshold
         timings = {
             "aggregate_ms": round(aggregate_ms, 3),
             "publish_ms": round(publish_ms, 3),
@@ -300,11 +321,15 @@ class AggregatorService:
                 started_at=started,
                 eval_version=eval_version,
                 timings=timings,
+                threshold=threshold,
+                fixed_threshold=self._fixed_threshold(),
             )
         )
         ROUNDS.inc()
         VERSION.set(outcome.version)
         PARTICIPANTS.set(len(outcome.participants))
+        if threshold.threshold is not None:
+            THRESHOLD.set(threshold.threshold)
         event(
             log,
             "round complete",
@@ -314,6 +339,8 @@ class AggregatorService:
             n=outcome.n_total,
             loss=None if metrics.loss is None else round(metrics.loss, 4),
             f1=None if metrics.f1 is None else round(metrics.f1, 4),
+            threshold=threshold.threshold,
+            threshold_source=threshold.source,
             discarded=len(outcome.discarded),
         )
 
@@ -330,3 +357,23 @@ class AggregatorService:
         newest = max(versions)
         counts = [self.state.evals[n] for n in nodes if self.state.eval_versions.get(n) == newest]
         return global_metrics(counts), newest
+
+    def _threshold(self, outcome: RoundOutcome, eval_version: int | None) -> LearnedThreshold:
+        """The threshold from the participants' histograms of ``eval_version`` (the
+        version ``_metrics`` evaluated), or the last one carried forward."""
+        nodes = [p.update.node_id for p in outcome.participants]
+        hists = [
+            self.state.hists[n]
+            for n in nodes
+            if n in self.state.hists and self.state.eval_versions.get(n) == eval_version
+        ]
+        return learn_threshold(
+            hists if eval_version is not None else [],
+            target_precision=self.cfg.detection.target_precision,
+            previous=self.state.threshold,
+        )
+
+    def _fixed_threshold(self) -> float | None:
+        """``DETECTION_THRESHOLD`` when set (the scorers apply it), else None."""
+        fixed = self.cfg.detection.threshold
+        return fixed if fixed >= 0 else None

@@ -205,6 +205,8 @@ class DetectionSection:
         help="Seconds between per-device score summaries on the anomalies topic.")
     state_dir: str = _s("DETECTION_STATE_DIR", "/var/lib/fl/detect",
         help="The scorer's state: last global model and the spool of undelivered records.")
+    spool_max_records: int = _s("DETECTION_SPOOL_MAX_RECORDS", 200_000, between=(100, 100_000_000),
+        help="Records the scorer keeps for Kafka while it is unreachable; beyond, the oldest drop.")
 
 
 @dataclass(frozen=True)
@@ -240,6 +242,12 @@ class SensorSection:
         help="Seed of the simulator.")
     unlabelled_share: float = _s("SENSOR_UNLABELLED_SHARE", 0.8, between=(0.0, 1.0),
         help="Share of simulated readings sent without a label, as most production readings are.")
+    fault_episode_readings: float = _s("SENSOR_FAULT_EPISODE_READINGS", 20.0,
+        between=(1.0, 1_000_000.0),
+        help="Mean length of a simulated device's fault episode, in its readings.")
+    control_topic_template: str = _s("SENSOR_CONTROL_TOPIC_TEMPLATE",
+        "factory/node-{node_id}/{device_id}/sim-control",
+        help="MQTT topic of a simulated device's fault commands (fl sensor inject; retained).")
 
 
 @dataclass(frozen=True)

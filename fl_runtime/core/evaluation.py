@@ -3,6 +3,8 @@
 A node evaluates the current global model on its local held-out slice and sends
 only ``(tp, fp, tn, fn, loss_sum, n)``. Summing counts gives exactly the metrics
 the pooled held-out data would give, and no raw reading leaves its node.
+The same holds for the per-class score histograms it adds, from which the alert
+threshold is learned (:mod:`fl_runtime.core.threshold`).
 """
 
 from __future__ import annotations

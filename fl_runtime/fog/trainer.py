@@ -2,12 +2,16 @@
 
 :class:`FogTrainer` holds the learning state and does the work of one micro-batch
 (parse and validate, standardise, local SGD, keep a held-out slice, publish an
-update when ``WEIGHT_PUBLISH_INTERVAL_SECONDS`` have passed). It has no Spark in
+update when ``WEIGHT_PUBLISH_INTERVAL_SECONDS`` have passed). Only labelled readings
+are trained on or held out; unlabelled ones (most of them in production) are
+counted and left to the scorer. It has no Spark in
 it, so it is unit-tested directly; :func:`run` drives it from a Spark Structured
 Streaming query on ``sensor-data-node-<id>`` through ``foreachBatch``.
 
 Raw readings never leave this process: what goes out is a weight vector, the
-sample count, feature summaries ``(n, mean, M2)`` and evaluation counts.
+sample count, feature summaries ``(n, mean, M2)`` and evaluation counts with
+per-class histograms of the global model's scores, from which the aggregator
+learns the alert threshold.
 
 Weights on the wire are for *raw* features (see :func:`fl_runtime.core.scaling.to_raw`);
 training runs on features standardised with the federated scaler carried by the
@@ -49,8 +53,9 @@ from fl_runtime.core.messages import (
     WeightUpdate,
     validate_reading_dict,
 )
-from fl_runtime.core.model import Confusion, init_weights, log_loss, sgd
+from fl_runtime.core.model import Confusion, init_weights, log_loss, predict_proba, sgd
 from fl_runtime.core.scaling import FeatureStats, Scaler, from_raw, to_raw
+from fl_runtime.core.threshold import score_histogram
 from fl_runtime.errors import ValidationError
 
 log = logging.getLogger("fl_runtime.fog")
@@ -59,6 +64,10 @@ ROWS = Counter("fl_fog_rows_total", "Rows seen by the fog node", ["result"])
 UPDATES = Counter("fl_fog_updates_published_total", "Weight updates published")
 BASE_VERSION = Gauge("fl_fog_base_version", "Global version local training started from")
 HOLDOUT_MAX = 5000
+UNLABELLED = -1  # the label parse_rows gives a reading without one
+
+
+_COUNTS = ("valid", "invalid", "trained", "held_out", "unlabelled")
 
 
 @dataclass(frozen=True)
@@ -71,7 +80,8 @@ class Rejected:
 def parse_rows(
     values: Iterable[bytes | str | None], node_id: str
 ) -> tuple[np.ndarray, np.ndarray, list[str], list[Rejected]]:
-    """Validate raw Kafka values: features, labels, message ids, and rejects with reasons."""
+    """Validate raw Kafka values: features, labels (:data:`UNLABELLED` for a reading
+    without one), message ids, and rejects with reasons."""
     feats: list[list[float]] = []
     labels: list[int] = []
     ids: list[str] = []
@@ -96,7 +106,7 @@ def parse_rows(
             rejected.append(Rejected(payload, "not-json", str(exc)[:200]))
             continue
         feats.append(reading.features())
-        labels.append(reading.anomaly or 0)  # TODO(#11 helper A): train on labelled only
+        labels.append(UNLABELLED if reading.anomaly is None else reading.anomaly)
         ids.append(reading.message_id)
     x = np.asarray(feats, dtype=np.float64).reshape(-1, N_FEATURES)
     return x, np.asarray(labels, dtype=np.int8), ids, rejected
@@ -177,7 +187,8 @@ class FogTrainer:
         batch_id: int,
         dead_letter: Callable[[Rejected], None] | None = None,
     ) -> dict[str, int]:
-        """Train on one micro-batch. Returns counts (valid, invalid, trained, held_out)."""
+        """Train on one micro-batch. Returns counts: valid, invalid, then how the valid
+        ones were used (trained + held_out + unlabelled == valid), and skipped."""
         with self.work:
             return self._process_batch(values, batch_id, dead_letter)
 
@@ -189,34 +200,37 @@ class FogTrainer:
     ) -> dict[str, int]:
         if batch_id <= self.last_batch_id:
             log.info("skipping replayed batch %d (already trained)", batch_id)
-            return {"valid": 0, "invalid": 0, "trained": 0, "held_out": 0, "skipped": 1}
+            return {**dict.fromkeys(_COUNTS, 0), "skipped": 1}
         self._apply_pending_global()
         x, y, ids, rejected = parse_rows(values, self.node_id)
         for r in rejected:
             ROWS.labels(f"invalid:{r.reason}").inc()
             if dead_letter is not None:
                 dead_letter(r)
-        hold = np.array(
+        labelled = y != UNLABELLED
+        hold = labelled & np.array(
             [is_holdout(i, self.cfg.training.holdout_fraction) for i in ids], dtype=bool
         )
         for row, label in zip(x[hold], y[hold], strict=True):
             self.hold_x.append(row)
             self.hold_y.append(int(label))
-        tx, ty = x[~hold], y[~hold]
+        train = labelled & ~hold
+        tx, ty = x[train], y[train]
         if len(ty):
             self._train(tx, ty)
-        ROWS.labels("trained").inc(len(ty))
-        ROWS.labels("held_out").inc(int(hold.sum()))
-        self.last_batch_id = batch_id
-        self._save_state()
-        self.maybe_publish()
-        return {
+        counts = {
             "valid": len(ids),
             "invalid": len(rejected),
             "trained": len(ty),
             "held_out": int(hold.sum()),
-            "skipped": 0,
+            "unlabelled": int((~labelled).sum()),
         }
+        for result in ("trained", "held_out", "unlabelled"):
+            ROWS.labels(result).inc(counts[result])
+        self.last_batch_id = batch_id
+        self._save_state()
+        self.maybe_publish()
+        return {**counts, "skipped": 0}
 
     def _train(self, x: np.ndarray, y: np.ndarray) -> None:
         self.stats = self.stats.merge(FeatureStats.of(x))
@@ -275,14 +289,16 @@ class FogTrainer:
         )
 
     def _evaluate_base(self) -> EvalCounts | None:
-        """Counts of the global model this node started from, on its held-out slice."""
+        """Counts of the global model this node started from, on its held-out slice,
+        with per-class histograms of its scores (the threshold is learned from them)."""
         if self.base_version == 0 or not self.hold_y:
             return None
         hx = np.vstack(list(self.hold_x))
         hy = np.asarray(self.hold_y, dtype=np.int8)
         # the raw-space model evaluates raw features directly
         c = Confusion.of(self.global_raw, hx, hy)
-        return EvalCounts(self.base_version, c.tp, c.fp, c.tn, c.fn, c.loss_sum, c.n)
+        pos, neg = score_histogram(predict_proba(self.global_raw, hx), hy)
+        return EvalCounts(self.base_version, c.tp, c.fp, c.tn, c.fn, c.loss_sum, c.n, pos, neg)
 
     # ----------------------------------------------------------------- persistence
     def _save_state(self) -> None:

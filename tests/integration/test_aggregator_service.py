@@ -17,7 +17,13 @@ from confluent_kafka import Producer
 from fl_runtime.cloud.agglog import RoundRecord, read_log
 from fl_runtime.cloud.aggregator import load_latest_global
 from fl_runtime.config import load_config
-from fl_runtime.core.messages import EvalCounts, FeatureStatsMsg, WeightUpdate, encode_update
+from fl_runtime.core.messages import (
+    SCORE_BINS,
+    EvalCounts,
+    FeatureStatsMsg,
+    WeightUpdate,
+    encode_update,
+)
 from tests.harness.kafka import KafkaBroker
 from tests.harness.ports import free_port, wait_until
 
@@ -74,7 +80,15 @@ class Aggregator:
         self.proc.kill() if kill else self.proc.terminate()
         return self.proc.wait(30)
 
-    def send(self, node: str, base: int, weights: list[float], n: int = 100) -> None:
+    def send(
+        self,
+        node: str,
+        base: int,
+        weights: list[float],
+        n: int = 100,
+        hists: tuple[list[int], list[int]] | None = None,
+    ) -> None:
+        pos, neg = hists if hists is not None else (None, None)
         update = WeightUpdate(
             f"{node}-{uuid.uuid4().hex[:8]}",
             node,
@@ -83,7 +97,7 @@ class Aggregator:
             n,
             time.time(),
             0.5,
-            EvalCounts(base, 5, 1, 90, 4, 20.0, 100),
+            EvalCounts(base, 5, 1, 90, 4, 20.0, 100, pos, neg),
             FeatureStatsMsg(n, [2.0, 2.0, 1.6, 60.0, 6.0], [25.0] * 5),
         )
         self.producer.produce(
@@ -148,3 +162,36 @@ def test_async_fedbuff_mode(make_aggregator) -> None:  # type: ignore[no-untyped
     assert [r.strategy for r in rounds] == ["fedbuff", "fedbuff"]
     stale = {p.node_id: p.staleness_versions for p in rounds[1].participants}
     assert stale == {"3": 1, "1": 0}
+
+
+def _hists(pos_bins: dict[int, int], neg_bins: dict[int, int]) -> tuple[list[int], list[int]]:
+    pos, neg = [0] * SCORE_BINS, [0] * SCORE_BINS
+    for b, count in pos_bins.items():
+        pos[b] = count
+    for b, count in neg_bins.items():
+        neg[b] = count
+    return pos, neg
+
+
+def test_threshold_learned_from_pooled_histograms_carried_and_resumed(make_aggregator) -> None:  # type: ignore[no-untyped-def]
+    agg = make_aggregator("batch", MIN_NODES_FOR_AGGREGATION="2", DETECTION_THRESHOLD="0.9")
+    agg.start()
+    # Alone, node 1 would pick 0.51 and node 2 0.61; pooled, 0.61 has the best F1.
+    agg.send("1", 0, [1.0] * 6, hists=_hists({30: 1, 80: 10}, {10: 80, 50: 3}))
+    agg.send("2", 0, [1.0] * 6, hists=_hists({70: 5}, {10: 50, 40: 1, 60: 2}))
+    first = agg.rounds(1)[0]
+    assert first.threshold == 0.61 and first.threshold_source == "learned"
+    assert first.threshold_recall == 15 / 16 and first.threshold_precision == 1.0
+    assert first.pr_auc is not None and first.fixed_threshold == 0.9
+    model = load_latest_global(agg.cfg)
+    assert model is not None and model.threshold == 0.61
+    # A restart, then a round without histograms: the threshold is carried forward.
+    agg.stop(kill=True)
+    agg.start()
+    agg.send("1", 1, [2.0] * 6)
+    agg.send("2", 1, [2.0] * 6)
+    second = agg.rounds(2)[1]
+    assert second.threshold == 0.61 and second.threshold_source == "carried"
+    assert second.threshold_f1 is None
+    model = load_latest_global(agg.cfg)
+    assert model is not None and model.version == 2 and model.threshold == 0.61

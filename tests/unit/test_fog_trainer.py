@@ -2,19 +2,29 @@
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from fl_runtime.config import Config, load_config
-from fl_runtime.core.messages import GlobalModel, WeightUpdate, encode_reading
+from fl_runtime.core.messages import (
+    SCORE_BINS,
+    GlobalModel,
+    WeightUpdate,
+    decode_update,
+    encode_reading,
+    encode_update,
+)
 from fl_runtime.core.scaling import Scaler, to_raw
 from fl_runtime.edge.machines import NodeSimulator
-from fl_runtime.fog.trainer import FogTrainer, Rejected, parse_rows
+from fl_runtime.fog.trainer import UNLABELLED, FogTrainer, Rejected, parse_rows
 
 
-def batch(node: str = "1", n: int = 400, seed: int = 0, start: float = 1.8e9) -> list[bytes]:
-    sim = NodeSimulator(node, seed=seed, run_id=f"t{seed}-{start}")
+def batch(
+    node: str = "1", n: int = 400, seed: int = 0, start: float = 1.8e9, unlabelled: float = 0.0
+) -> list[bytes]:
+    sim = NodeSimulator(node, seed=seed, run_id=f"t{seed}-{start}", unlabelled_share=unlabelled)
     return [encode_reading(r) for r in sim.readings(n, start, 100.0)]
 
 
@@ -100,6 +110,63 @@ def test_parse_rows_types() -> None:
     x, y, ids, rejected = parse_rows([*batch(n=3), None], "1")
     assert x.shape == (3, 5) and y.dtype == np.int8 and len(ids) == 3
     assert rejected[0].reason == "not-json"
+    _, y, _, _ = parse_rows(batch(n=50, unlabelled=1.0), "1")
+    assert (y == UNLABELLED).all()
+
+
+def test_unlabelled_readings_are_counted_never_trained_or_held_out(
+    cfg: Config, tmp_path: Path
+) -> None:
+    trainer = FogTrainer(cfg, "1", lambda u: None, tmp_path)
+    counts = trainer.process_batch(batch(n=2000, unlabelled=0.8), 0)
+    assert counts["valid"] == 2000 and 1500 < counts["unlabelled"] < 1700
+    assert counts["trained"] + counts["held_out"] + counts["unlabelled"] == 2000
+    assert trainer.stats.n == trainer.n_since_base == counts["trained"]
+    assert len(trainer.hold_y) == counts["held_out"]
+    only = FogTrainer(cfg, "1", lambda u: None, tmp_path / "other")
+    counts = only.process_batch(batch(n=100, unlabelled=1.0), 0)
+    assert counts["unlabelled"] == 100 and counts["trained"] == counts["held_out"] == 0
+    assert only.maybe_publish(force=True) is None  # nothing trained, nothing to send
+
+
+def test_evaluation_carries_score_histograms_of_the_global_model(
+    cfg: Config, tmp_path: Path
+) -> None:
+    trainer = FogTrainer(cfg, "1", lambda u: None, tmp_path)
+    trainer.offer_global(GlobalModel(1, 1, [0.5, 0.5, 0.5, 0.1, -1.0, -4.0], time.time()))
+    trainer.process_batch(batch(n=3000, unlabelled=0.5), 0)
+    update = trainer.maybe_publish(force=True)
+    assert update is not None and update.evaluation is not None
+    ev = update.evaluation
+    assert ev.score_hist_pos is not None and ev.score_hist_neg is not None
+    assert len(ev.score_hist_pos) == len(ev.score_hist_neg) == SCORE_BINS
+    assert sum(ev.score_hist_pos) == ev.tp + ev.fn and sum(ev.score_hist_neg) == ev.fp + ev.tn
+    assert sum(ev.score_hist_pos[50:]) == ev.tp  # the counts use 0.5, the bins agree
+    assert decode_update(encode_update(update)) == update
+
+
+def test_state_saved_before_histograms_still_loads(cfg: Config, tmp_path: Path) -> None:
+    old: dict[str, Any] = {  # the keys of a state.npz written by the trainer before #11
+        "weights_std": np.zeros(6),
+        "scaler_mean": np.zeros(5),
+        "scaler_std": np.ones(5),
+        "global_raw": np.zeros(6),
+        "base_version": 4,
+        "stats_n": 10,
+        "stats_mean": np.zeros(5),
+        "stats_m2": np.ones(5),
+        "n_since_base": 10,
+        "last_batch_id": 7,
+        "hold_x": np.ones((3, 5)),
+        "hold_y": np.array([0, 1, 0], dtype=np.int8),
+        "has_global_scaler": True,
+    }
+    tmp_path.mkdir(exist_ok=True)
+    np.savez(tmp_path / "state.npz", **old)
+    trainer = FogTrainer(cfg, "1", lambda u: None, tmp_path)
+    assert trainer.base_version == 4 and list(trainer.hold_y) == [0, 1, 0]
+    ev = trainer.make_update().evaluation
+    assert ev is not None and ev.score_hist_pos is not None and sum(ev.score_hist_pos) == 1
 
 
 def test_restarted_node_never_publishes_from_its_old_base(cfg: Config, tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from fl_runtime.core.messages import decode_reading, encode_reading
 from fl_runtime.core.model import LogisticRegressionModel
@@ -91,3 +92,63 @@ def test_not_trivially_separable_and_fl_matters() -> None:
         ox = np.vstack([t[0] for j, t in enumerate(test) if j != k])
         oy = np.concatenate([t[1] for j, t in enumerate(test) if j != k])
         assert local.evaluate(ox, oy)["f1"] < fed.evaluate(ox, oy)["f1"] - 0.01
+
+
+def _labels_by_device(sim: NodeSimulator, n: int) -> dict[str, list[int | None]]:
+    out: dict[str, list[int | None]] = {d: [] for d in sim.device_ids}
+    for r in sim.readings(n, 0.0, 10.0):
+        out[r.device_id].append(r.anomaly)
+    return out
+
+
+def test_unlabelled_share_is_deterministic_and_leaves_the_field_out() -> None:
+    sim = NodeSimulator("1", seed=3, unlabelled_share=0.8)
+    readings = list(sim.readings(5000, 1.8e9, 10.0))
+    unlabelled = [r for r in readings if r.anomaly is None]
+    assert 0.77 < len(unlabelled) / len(readings) < 0.83
+    assert b'"anomaly"' not in encode_reading(unlabelled[0])
+    assert decode_reading(encode_reading(unlabelled[0])) == unlabelled[0]
+    again = list(NodeSimulator("1", seed=3, unlabelled_share=0.8).readings(5000, 1.8e9, 10.0))
+    assert again == readings
+    labelled = list(NodeSimulator("1", seed=3).readings(5000, 1.8e9, 10.0))
+    assert [r.features() for r in labelled] == [r.features() for r in readings]  # same machine
+
+
+def test_live_faults_come_in_episodes_at_the_profile_rate() -> None:
+    sim = NodeSimulator("2", devices=2, seed=1, episode_readings=20)
+    labels = _labels_by_device(sim, 200_000)
+    for series in labels.values():
+        y = np.array(series, dtype=np.int8)
+        assert abs(y.mean() - sim.profile.anomaly_rate) < 0.02
+        starts = int(np.sum((y[1:] == 1) & (y[:-1] == 0)))
+        assert 14 < y.sum() / starts < 26  # mean episode ~20 readings, not ~1
+    short = NodeSimulator("2", devices=1, seed=1, episode_readings=1)
+    y = np.array(_labels_by_device(short, 50_000)["node2-dev1"], dtype=np.int8)
+    assert y.sum() / np.sum((y[1:] == 1) & (y[:-1] == 0)) < 1.5
+
+
+def test_injected_bearing_wear_ramps_up_and_is_labelled_until_cleared() -> None:
+    sim = NodeSimulator("3", devices=2, seed=2, anomaly_rate=0.0, unlabelled_share=0.5)
+    before = list(sim.readings(200, 0.0, 10.0))
+    sim.inject_fault("node3-dev1", "bearing_wear", ramp_readings=40)
+    assert sim.injected_faults == {"node3-dev1": "bearing_wear"}
+    during = list(sim.readings(400, 0.0, 10.0))
+    sim.clear_fault("node3-dev1")
+    after = list(sim.readings(200, 0.0, 10.0))
+    dev1 = [r for r in during if r.device_id == "node3-dev1"]
+    healthy = [r for r in during if r.device_id == "node3-dev2"]
+    assert all(r.anomaly in (1, None) for r in dev1) and any(r.anomaly is None for r in dev1)
+    assert all(r.anomaly in (0, None) for r in [*before, *healthy, *after])
+    vib = np.array([r.vibration_x for r in dev1])
+    base = np.mean([r.vibration_x for r in before])
+    assert vib[:5].mean() < vib[60:].mean() - 2.0  # wear progresses over the ramp
+    assert vib[60:].mean() > base + 2.5 and np.mean([r.temperature for r in dev1[60:]]) > 70
+    assert np.mean([r.vibration_x for r in after]) < base + 0.5
+
+
+@pytest.mark.parametrize(
+    ("device", "fault"), [("node1-dev9", "bearing_wear"), ("node1-dev1", "rust")]
+)
+def test_injecting_an_unknown_fault_or_device_fails(device: str, fault: str) -> None:
+    with pytest.raises(ValueError):
+        NodeSimulator("1").inject_fault(device, fault)

@@ -12,10 +12,22 @@ from pathlib import Path
 
 from fl_runtime.config import Config
 from fl_runtime.core.messages import SensorReading, encode_reading
-from fl_runtime.edge.machines import NodeSimulator
+from fl_runtime.edge.machines import DEFAULT_EPISODE_READINGS, NodeSimulator
+from fl_runtime.edge.sensor.control import (
+    FaultCommand,
+    apply_command,
+    control_topics,
+    parse_command,
+)
 from fl_runtime.edge.sensor.tracking import SensorMetrics, Tracker
-from fl_runtime.edge.sensor.transports import TRANSPORTS, KafkaTransport, MqttTransport, Transport
-from fl_runtime.errors import ServiceError
+from fl_runtime.edge.sensor.transports import (
+    TRANSPORTS,
+    ControlHandler,
+    KafkaTransport,
+    MqttTransport,
+    Transport,
+)
+from fl_runtime.errors import ConfigError, ServiceError
 from fl_runtime.service.common import Shutdown, event, start_metrics
 
 _CHUNK = 1000  # readings drawn from the simulator at a time
@@ -39,6 +51,9 @@ class SensorSettings:
     drain_timeout: float = 30.0
     max_pending: int = 1000
     client_id: str | None = None
+    unlabelled_share: float = 0.0
+    episode_readings: float = DEFAULT_EPISODE_READINGS
+    faults: tuple[tuple[str, str], ...] = ()  # (device id, fault) from the first reading
 
 
 @dataclass(frozen=True)
@@ -65,13 +80,17 @@ def run_sensor(
     """Publish until ``max_messages`` or shutdown, then wait for confirmations.
 
     ``make_transport`` (tests) builds the transport from the tracker it reports to;
-    by default it is chosen by ``settings.transport`` and metrics are served.
+    by default it is chosen by ``settings.transport`` and metrics are served. The
+    MQTT transport also takes fault commands from the devices' control topics.
     """
     if settings.transport not in TRANSPORTS:
         raise ValueError(f"transport must be one of {TRANSPORTS}")
+    sim = _simulator(settings)
     metrics = metrics or SensorMetrics.create()
     port = None if make_transport is not None else _start_metrics(cfg, settings.metrics_port)
-    make_transport = make_transport or functools.partial(_default_transport, cfg, settings, log)
+    make_transport = make_transport or functools.partial(
+        _default_transport, cfg, settings, log, sim
+    )
     tracker = Tracker(metrics, settings.ids_file, log)
     transport = make_transport(tracker)
     event(
@@ -85,7 +104,7 @@ def run_sensor(
         metrics_port=port,
     )
     try:
-        _publish(settings, transport, tracker, shutdown, log)
+        _publish(settings, _readings(sim, settings), transport, tracker, shutdown, log)
         interrupted = shutdown.requested
         _drain(transport, tracker, settings.drain_timeout)
     finally:
@@ -105,21 +124,63 @@ def run_sensor(
 
 
 def _default_transport(
-    cfg: Config, settings: SensorSettings, log: logging.Logger, tracker: Tracker
+    cfg: Config, settings: SensorSettings, log: logging.Logger, sim: NodeSimulator, tracker: Tracker
 ) -> Transport:
     client_id = settings.client_id or f"fl-sensor-{settings.node_id}-{uuid.uuid4().hex[:8]}"
-    kind = MqttTransport if settings.transport == "mqtt" else KafkaTransport
-    return kind(cfg, client_id, tracker, log, settings.max_pending)
+    if settings.transport == "kafka":
+        return KafkaTransport(cfg, client_id, tracker, log, settings.max_pending)
+    return MqttTransport(
+        cfg,
+        client_id,
+        tracker,
+        log,
+        settings.max_pending,
+        control=control_handler(sim, log),
+        control_topics=control_topics(cfg, sim),
+    )
 
 
-def _readings(settings: SensorSettings) -> Iterator[SensorReading]:
+def _simulator(settings: SensorSettings) -> NodeSimulator:
     sim = NodeSimulator(
         settings.node_id,
         devices=settings.devices,
         seed=settings.seed,
         anomaly_rate=settings.anomaly_rate,
         run_id=settings.run_id,
+        unlabelled_share=settings.unlabelled_share,
+        episode_readings=settings.episode_readings,
     )
+    for device, fault in settings.faults:
+        try:
+            apply_command(sim, device, FaultCommand(fault))
+        except ValueError as exc:
+            raise ConfigError("--fault", str(exc)) from None
+    return sim
+
+
+def control_handler(sim: NodeSimulator, log: logging.Logger) -> ControlHandler:
+    """Apply a control payload to ``sim``; a bad command is logged and ignored."""
+
+    def handle(device_id: str, payload: bytes) -> None:
+        try:
+            command = parse_command(payload)
+            apply_command(sim, device_id, command)
+        except ValueError as exc:
+            event(
+                log,
+                "control command ignored",
+                logging.WARNING,
+                device=device_id,
+                error=str(exc)[:200],
+            )
+            return
+        what = "fault cleared" if command.fault is None else "fault injected"
+        event(log, what, device=device_id, fault=command.fault, ramp=command.ramp_readings)
+
+    return handle
+
+
+def _readings(sim: NodeSimulator, settings: SensorSettings) -> Iterator[SensorReading]:
     left = settings.max_messages or -1
     while left != 0:
         count = _CHUNK if left < 0 else min(_CHUNK, left)
@@ -129,6 +190,7 @@ def _readings(settings: SensorSettings) -> Iterator[SensorReading]:
 
 def _publish(
     settings: SensorSettings,
+    readings: Iterator[SensorReading],
     transport: Transport,
     tracker: Tracker,
     shutdown: Shutdown,
@@ -138,7 +200,7 @@ def _publish(
     next_due = time.monotonic()
     next_flush = next_due + _FLUSH_INTERVAL
     next_stats = next_due + _STATS_INTERVAL
-    for reading in _readings(settings):
+    for reading in readings:
         if not _room(transport, tracker, settings.max_pending, shutdown):
             return
         now = time.monotonic()

@@ -6,6 +6,7 @@ import functools
 import logging
 import threading
 import time
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from fl_runtime.config import Config
@@ -14,6 +15,8 @@ from fl_runtime.edge.sensor.tracking import Tracker
 from fl_runtime.service.common import event, kafka_producer_conf
 
 TRANSPORTS = ("mqtt", "kafka")
+# Called with (device id, payload) for a message on a device's control topic.
+ControlHandler = Callable[[str, bytes], None]
 
 
 class Transport(Protocol):
@@ -27,10 +30,22 @@ class Transport(Protocol):
 
 
 class MqttTransport:
-    """paho-mqtt 2.x at ``MQTT_QOS``; paho reconnects and resends unacknowledged readings."""
+    """paho-mqtt 2.x at ``MQTT_QOS``; paho reconnects and resends unacknowledged readings.
+
+    With ``control`` it also subscribes (QoS 1, at every connect) to ``control_topics``
+    (topic -> device id) and hands each command to ``control``, on paho's thread.
+    """
 
     def __init__(
-        self, cfg: Config, client_id: str, tracker: Tracker, log: logging.Logger, window: int
+        self,
+        cfg: Config,
+        client_id: str,
+        tracker: Tracker,
+        log: logging.Logger,
+        window: int,
+        *,
+        control: ControlHandler | None = None,
+        control_topics: Mapping[str, str] | None = None,
     ) -> None:
         from paho.mqtt.client import Client
         from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -42,6 +57,8 @@ class MqttTransport:
         self._lock = threading.Lock()
         self._waiting: dict[int, str] = {}  # mid -> message id
         self._early: dict[int, Any] = {}  # mid -> reason code, acked before publish() returned
+        self._control = control
+        self._control_topics = dict(control_topics or {}) if control else {}
         client = Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
         )
@@ -51,6 +68,7 @@ class MqttTransport:
         client.on_publish = self._on_publish
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
         client.connect_async(cfg.mqtt.host, cfg.mqtt.port, keepalive=30)
         client.loop_start()
         self._client = client
@@ -87,6 +105,13 @@ class MqttTransport:
     def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         level = logging.ERROR if reason.is_failure else logging.INFO
         event(self._log, "mqtt connect", level, reason=str(reason))
+        if not reason.is_failure and self._control_topics:
+            self._client.subscribe([(t, 1) for t in self._control_topics])
+
+    def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
+        device = self._control_topics.get(msg.topic)
+        if device is not None and self._control is not None:
+            self._control(device, bytes(msg.payload))
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         event(self._log, "mqtt disconnected", logging.WARNING, reason=str(reason))
