@@ -122,11 +122,17 @@ def choose_threshold(
     )
 
 
+_TIE = 1e-12
+
+
 def _pick_edge(
     precision: np.ndarray, recall: np.ndarray, f1: np.ndarray, target_precision: float
 ) -> tuple[int, bool]:
-    """``(edge, target_met)``; the top edge (1.0) flags nothing and is never picked."""
-    best_f1 = int(np.argmax(f1[:-1]))
+    """``(edge, target_met)``; the top edge (1.0) flags nothing and is never picked.
+    F1 values within :data:`_TIE` of the best count as ties (the lowest edge wins),
+    so rounding in how F1 is computed never decides between equal edges."""
+    candidates = f1[:-1]
+    best_f1 = int(np.flatnonzero(candidates >= candidates.max() - _TIE)[0])
     if target_precision <= 0:
         return best_f1, True
     meeting = np.flatnonzero((precision[:-1] >= target_precision) & (recall[:-1] > 0))

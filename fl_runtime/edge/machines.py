@@ -227,17 +227,20 @@ class NodeSimulator:
     def readings(self, count: int, start_ts: float, rate_hz: float) -> Iterator[SensorReading]:
         """``count`` readings with timestamps ``start_ts + i / rate_hz``. Each reading's
         fault state is decided when it is drawn, so an injected fault shows at once."""
-        noise = self._rng.standard_normal((count, N_FEATURES)) * self.profile.noise
+        normal = self.profile.baseline + self._rng.standard_normal((count, N_FEATURES)) * (
+            self.profile.noise
+        )
         jitter = self._rng.uniform(0.7, 1.3, size=(count, N_FEATURES))
         u = self._rng.random(count)
         unlabelled = self._label_rng.random(count) < self.unlabelled_share
+        clean = np.clip(normal, 0.0, None)  # an RMS or a pressure is never negative
         for i in range(count):
             seq = next(self._seq)
             device = self.device_ids[seq % len(self.device_ids)]
             fault = self._fault_of(device, float(u[i]))
-            row = self.profile.baseline + noise[i]
+            row = clean[i]
             if fault is not None:
-                row = row + fault.effect(jitter[i])
+                row = np.clip(normal[i] + fault.effect(jitter[i]), 0.0, None)
             yield self._reading(device, seq, start_ts + i / rate_hz, row, fault, unlabelled[i])
 
     def _fault_of(self, device: str, u: float) -> _Fault | None:
@@ -265,7 +268,6 @@ class NodeSimulator:
         fault: _Fault | None,
         unlabelled: bool,
     ) -> SensorReading:
-        row = np.clip(row, 0.0, None)  # an RMS or a pressure is never negative
         return SensorReading(
             message_id=f"{device}-{self.run_id}-{seq}",
             device_id=device,

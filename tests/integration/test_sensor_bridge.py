@@ -19,6 +19,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -426,3 +427,100 @@ def test_sensor_kafka_transport_writes_keyed_readings(
     records = wait_for_ids(node, kafka.bootstrap)
     assert len(assert_all_confirmed_in_kafka(node, records)) == 600
     assert all(r.key == r.doc["device_id"] for r in records)
+
+
+class Readings:
+    """Every reading of a node on MQTT, as parsed JSON, in arrival order."""
+
+    def __init__(self, mosquitto: MosquittoBroker, topic_filter: str) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.docs: list[dict[str, Any]] = []
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"t-{uuid.uuid4().hex}")
+        self._client.on_message = lambda _c, _u, msg: self.docs.append(json.loads(msg.payload))
+        self._client.connect(mosquitto.host, mosquitto.port)
+        self._client.subscribe(topic_filter, qos=1)
+        self._client.loop_start()
+
+    def of(self, device: str, run_id: str | None = None) -> list[dict[str, Any]]:
+        return [
+            d
+            for d in list(self.docs)
+            if d["device_id"] == device and (run_id is None or f"-{run_id}-" in d["message_id"])
+        ]
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+def _mean(docs: list[dict[str, Any]], name: str) -> float:
+    return sum(float(d[name]) for d in docs) / len(docs)
+
+
+@pytest.mark.integration
+def test_inject_switches_a_running_device_into_bearing_wear(
+    mosquitto: MosquittoBroker, tmp_path: Path, procs_cleanup: list[Node]
+) -> None:
+    # Prepare: a sensor with healthy machines, half its readings unlabelled
+    path = tmp_path / "fl.toml"
+    path.write_text(f"""
+[mqtt]
+host = "{mosquitto.host}"
+port = {mosquitto.port}
+[sensor]
+devices = 2
+anomaly_rate = 0.0
+unlabelled_share = 0.5
+[service]
+log_format = "json"
+""")
+    node = Node("94", tmp_path, load_config(path, env={}), path)
+    procs_cleanup.append(node)
+    seen = Readings(mosquitto, "factory/node-94/+/readings")
+    sick, healthy = "node94-dev1", "node94-dev2"
+
+    def inject(*args: str) -> None:
+        cmd = [FL, "sensor", "inject", "--device", sick, *args]
+        done = subprocess.run(
+            [*cmd, "--node-id", "94", "--config", str(path)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+
+    try:
+        node.start_sensor("--rate", "100", "--run-id", "before")
+        poll(lambda: len(seen.of(sick)) >= 100, 30, "healthy readings")
+        # Execute: switch dev1 into bearing wear at full severity while it runs
+        healthy_until = len(seen.of(sick))
+        inject("--fault", "bearing_wear", "--ramp-readings", "0")
+        poll(lambda: '"fault injected' in node.log("sensor"), 20, "the sensor to apply it")
+        mark = len(seen.of(sick))
+        poll(lambda: len(seen.of(sick)) >= mark + 100, 30, "readings in the fault")
+        # Assert: from the switch on, dev1 vibrates and heats and is labelled 1; dev2 is not
+        dev1 = seen.of(sick)
+        before, during = dev1[:healthy_until], dev1[mark + 5 :]
+        assert all(d.get("anomaly", 1) == 1 for d in during)
+        assert any("anomaly" not in d for d in during)  # unlabelled ones carry no label
+        assert all(d.get("anomaly", 0) == 0 for d in [*before, *seen.of(healthy)])
+        assert _mean(during, "vibration_x") > _mean(before, "vibration_x") + 2.5
+        assert _mean(during, "temperature") > _mean(before, "temperature") + 8
+        # A restarted sensor resumes the retained fault; --clear ends it.
+        assert node.stop("sensor") == 0
+        node.start_sensor("--rate", "100", "--run-id", "after")
+        poll(lambda: len(seen.of(sick, "after")) >= 60, 30, "readings after the restart")
+        resumed = seen.of(sick, "after")[20:]
+        assert all(d.get("anomaly", 1) == 1 for d in resumed)
+        inject("--clear")
+        poll(lambda: '"fault cleared' in node.log("sensor"), 20, "the sensor to clear it")
+        mark = len(seen.of(sick, "after"))
+        poll(lambda: len(seen.of(sick, "after")) >= mark + 60, 30, "readings after the clear")
+        cleared = seen.of(sick, "after")[mark + 5 :]
+        assert all(d.get("anomaly", 0) == 0 for d in cleared)
+        assert _mean(cleared, "vibration_x") < _mean(before, "vibration_x") + 0.5
+    finally:
+        seen.close()

@@ -16,7 +16,10 @@ from fl_runtime.core.messages import (
     encode_reading,
     encode_update,
 )
-from fl_runtime.core.scaling import Scaler, to_raw
+from fl_runtime.core.model import Confusion
+from fl_runtime.core.scaling import FeatureStats, Scaler, merge_all, to_raw
+from fl_runtime.core.strategy import fedavg
+from fl_runtime.core.threshold import learn_threshold
 from fl_runtime.edge.machines import NodeSimulator
 from fl_runtime.fog.trainer import UNLABELLED, FogTrainer, Rejected, parse_rows
 
@@ -182,3 +185,52 @@ def test_restarted_node_never_publishes_from_its_old_base(cfg: Config, tmp_path:
     restarted.process_batch(batch(seed=3), 1)
     update = restarted.maybe_publish(force=True)
     assert update is not None and update.base_version == 9
+
+
+def test_trainers_learn_with_most_readings_unlabelled_and_the_threshold_helps(
+    cfg: Config,
+) -> None:
+    # Prepare: four nodes' trainers on live-stream batches, 80 % of readings unlabelled
+    nodes = ["1", "2", "3", "4"]
+    sims = {n: NodeSimulator(n, seed=42, unlabelled_share=0.8) for n in nodes}
+    trainers = {n: FogTrainer(cfg, n, lambda u: None) for n in nodes}
+    hists: dict[str, tuple[list[int], list[int]]] = {}
+    model, learned = None, learn_threshold([])
+    # Execute: rounds of local training, FedAvg, the threshold from pooled histograms
+    for version in range(1, 7):
+        updates = []
+        for n in nodes:
+            trainers[n].process_batch(
+                [encode_reading(r) for r in sims[n].readings(1000, 1.8e9, 20)], version
+            )
+            update = trainers[n].maybe_publish(force=True)
+            assert update is not None
+            updates.append(update)
+            ev = update.evaluation
+            if ev is not None and ev.score_hist_pos is not None and ev.score_hist_neg is not None:
+                hists[n] = (ev.score_hist_pos, ev.score_hist_neg)
+        learned = learn_threshold(hists.values(), previous=learned.threshold)
+        weights = fedavg([(u.weights_array(), u.n_samples) for u in updates])
+        stats = merge_all(
+            FeatureStats(
+                u.feature_stats.n, np.array(u.feature_stats.mean), np.array(u.feature_stats.m2)
+            )
+            for u in updates
+            if u.feature_stats is not None
+        )
+        scaler = Scaler.from_stats(stats)
+        model = GlobalModel(
+            version, version, weights.tolist(), time.time(), "fedavg", nodes, 0,
+            scaler.mean.tolist(), scaler.std.tolist(), learned.threshold,
+        )  # fmt: skip
+        for t in trainers.values():
+            t.offer_global(model)
+    # Assert: a useful model, and the learned threshold does at least as well as 0.5
+    assert model is not None and learned.source == "learned" and learned.choice is not None
+    assert learned.threshold is not None and 0.05 < learned.threshold < 0.95
+    fresh = [r for n in nodes for r in NodeSimulator(n, seed=7).readings(3000, 0, 20)]
+    x = np.array([r.features() for r in fresh])
+    y = np.array([r.anomaly for r in fresh], dtype=np.int8)
+    at_half = Confusion.of(model.weights_array(), x, y).f1
+    at_learned = Confusion.of(model.weights_array(), x, y, threshold=learned.threshold).f1
+    assert at_half > 0.7 and at_learned >= at_half - 0.01

@@ -13,6 +13,8 @@ sensor stops producing instead of piling up memory, and paho resends the
 unacknowledged ones when it reconnects. A sensor that falls behind its schedule does
 not burst to catch up.
 
-``transports`` (MQTT or Kafka), ``tracking`` (outcomes, metrics, the ids file) and
-``service`` (:func:`run_sensor`, ``fl sensor``; the ``sensor_simulator`` role).
+``transports`` (MQTT or Kafka), ``tracking`` (outcomes, metrics, the ids file),
+``control`` (fault commands on each device's retained MQTT control topic, which the
+MQTT transport follows; ``fl sensor inject`` publishes them) and ``service``
+(:func:`run_sensor`, ``fl sensor``; the ``sensor_simulator`` role).
 """

@@ -102,6 +102,8 @@ def run_sensor(
         devices=settings.devices,
         max_messages=settings.max_messages,
         metrics_port=port,
+        unlabelled_share=settings.unlabelled_share,
+        faults=",".join(f"{d}={f}" for d, f in settings.faults) or None,
     )
     try:
         _publish(settings, _readings(sim, settings), transport, tracker, shutdown, log)
