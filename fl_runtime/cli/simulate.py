@@ -198,8 +198,15 @@ def command(
     }
     if len(names) == 1 and len(seed_list) == 1 and len(alpha_list) == 1:
         settings.update(strategy=names[0], seed=seed_list[0], alpha=alpha_list[0])
-        _single(split(alpha_list[0], seed_list[0]), rounds, params, settings, as_json, log_path,
-                federated_kw)  # fmt: skip
+        _single(
+            split(alpha_list[0], seed_list[0]),
+            rounds,
+            params,
+            settings,
+            as_json,
+            log_path,
+            federated_kw,
+        )
         return
     if log_path:
         raise click.UsageError("--log writes one run's rounds: use it with one strategy and seed")
@@ -220,8 +227,9 @@ def command(
             f"{total} federations of {nodes} nodes x {rounds} rounds on {source} "
             f"({len(names)} strategies x {len(seed_list)} seeds x {len(alpha_list)} alphas)"
         )
-    runs = sweep(split, names, seed_list, alpha_list, rounds, params=params, on_run=on_run,
-                 **federated_kw)  # fmt: skip
+    runs = sweep(
+        split, names, seed_list, alpha_list, rounds, params=params, on_run=on_run, **federated_kw
+    )
     table = summarise(runs)
     if as_json:
         settings.update(strategies=names, seeds=seed_list, alphas=alpha_list)
@@ -230,11 +238,12 @@ def command(
                 {
                     "settings": settings,
                     "summary": [asdict(row) for row in table],
-                    "runs": [{**asdict(r), "ratio": r.ratio, "beats_local": r.beats_local}
-                             for r in runs],
+                    "runs": [
+                        {**asdict(r), "ratio": r.ratio, "beats_local": r.beats_local} for r in runs
+                    ],
                 }
             )
-        )  # fmt: skip
+        )
     else:
         _print_table(table)
 

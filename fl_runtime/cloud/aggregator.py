@@ -139,8 +139,12 @@ class AggregatorService:
         # zero, and the weights resume from the latest global model above.
         agg = self.cfg.aggregation
         if self.mode == "async" and agg.strategy not in ASYNC_STRATEGIES:
-            event(log, "strategy not available in async mode, FedBuff runs fedavg",
-                  logging.WARNING, strategy=agg.strategy)  # fmt: skip
+            event(
+                log,
+                "strategy not available in async mode, FedBuff runs fedavg",
+                logging.WARNING,
+                strategy=agg.strategy,
+            )
         optimizer = server_optimizer(
             agg.strategy,
             ServerOptimizerSettings(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -72,7 +73,7 @@ def sweep(
     *,
     params: TrainingParams | None = None,
     on_run: Callable[[Run], None] | None = None,
-    **federated_kw: object,
+    **federated_kw: Any,
 ) -> list[Run]:
     """Every strategy on every seed at every alpha, on the same splits."""
     if not strategies or not seeds or not alphas:
@@ -92,13 +93,19 @@ def sweep(
                     seed=seed,
                     against=base,
                     strategy=strategy,
-                    **federated_kw,  # type: ignore[arg-type]
+                    **federated_kw,
                 )
                 fed = result.federated
                 run = Run(
-                    strategy, alpha, seed, fed["f1"], fed["pr_auc"], fed["roc_auc"],
-                    base.centralized["f1"], best_local,
-                )  # fmt: skip
+                    strategy,
+                    alpha,
+                    seed,
+                    fed["f1"],
+                    fed["pr_auc"],
+                    fed["roc_auc"],
+                    base.centralized["f1"],
+                    best_local,
+                )
                 runs.append(run)
                 if on_run:
                     on_run(run)
@@ -116,13 +123,19 @@ def summarise(runs: Sequence[Run]) -> list[Summary]:
         ratio = np.array([r.ratio for r in group])
         rows.append(
             Summary(
-                strategy, alpha, len(group),
-                float(f1.mean()), float(f1.min()), float(f1.max()),
-                float(ratio.mean()), float(ratio.min()), float(ratio.max()),
+                strategy,
+                alpha,
+                len(group),
+                float(f1.mean()),
+                float(f1.min()),
+                float(f1.max()),
+                float(ratio.mean()),
+                float(ratio.min()),
+                float(ratio.max()),
                 float(np.nanmean([r.pr_auc for r in group])),
                 sum(r.beats_local for r in group),
                 float(np.mean([r.central_f1 for r in group])),
                 float(np.mean([r.best_local_f1 for r in group])),
             )
-        )  # fmt: skip
+        )
     return rows

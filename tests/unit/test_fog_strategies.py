@@ -26,9 +26,18 @@ def trained(tmp_path: Path, **env: str) -> np.ndarray:
     scaler = Scaler(np.array([2.0, 2.0, 1.6, 60.0, 6.0]), np.array([0.5, 0.5, 0.4, 3.0, 0.3]))
     raw = to_raw(np.array([0.1, 0.1, 0.1, 0.2, -0.2, -1.0]), scaler)
     trainer.offer_global(
-        GlobalModel(1, 1, raw.tolist(), time.time(), "fedavg", ["1"], 100,
-                    scaler.mean.tolist(), scaler.std.tolist())
-    )  # fmt: skip
+        GlobalModel(
+            1,
+            1,
+            raw.tolist(),
+            time.time(),
+            "fedavg",
+            ["1"],
+            100,
+            scaler.mean.tolist(),
+            scaler.std.tolist(),
+        )
+    )
     trainer.process_batch(readings(), 0)
     return trainer.weights_std - np.array([0.1, 0.1, 0.1, 0.2, -0.2, -1.0])
 

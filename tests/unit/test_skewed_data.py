@@ -57,8 +57,10 @@ def table(dataset: str) -> tuple[Summary, ...]:
     alpha = None if dataset == "simulator" else 0.5
     runs = sweep(split, ("fedavg", *NEW), SEEDS, [alpha], 30, params=params, server=server)
     rows = tuple(summarise(runs))
-    print(f"\n{dataset}: central F1 {rows[0].central_f1_mean:.3f}, "
-          f"best local-only {rows[0].best_local_f1_mean:.3f}")  # fmt: skip
+    print(
+        f"\n{dataset}: central F1 {rows[0].central_f1_mean:.3f}, "
+        f"best local-only {rows[0].best_local_f1_mean:.3f}"
+    )
     for r in rows:
         print(
             f"  {r.strategy:<9} F1 {r.f1_mean:.3f} [{r.f1_min:.3f}, {r.f1_max:.3f}]  "
