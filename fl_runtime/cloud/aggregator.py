@@ -160,6 +160,7 @@ class AggregatorService:
                 dim=WEIGHT_DIM,
                 strategy=agg.strategy if agg.strategy in ASYNC_STRATEGIES else "fedavg",
                 optimizer=optimizer,
+                scaler=self._scaler,  # the optimizer steps on standardised weights
                 k=self.cfg.aggregation.fedbuff_k,
                 server_lr=self.cfg.aggregation.fedbuff_server_lr,
                 max_staleness=self.cfg.aggregation.max_staleness_versions,
@@ -172,6 +173,7 @@ class AggregatorService:
             self.batch = BatchAggregator(
                 dim=WEIGHT_DIM,
                 optimizer=optimizer,
+                scaler=self._scaler,  # the optimizer steps on standardised weights
                 min_nodes=self.cfg.aggregation.min_nodes,
                 max_age_s=self.cfg.aggregation.max_weight_age_seconds,
                 strategy=self.cfg.aggregation.strategy,

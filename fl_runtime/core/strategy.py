@@ -43,11 +43,12 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from fl_runtime.core.scaling import Scaler, from_raw, to_raw
 from fl_runtime.errors import ValidationError
 
 log = logging.getLogger(__name__)
@@ -231,6 +232,28 @@ class FedAdam:
 
 
 ServerOptimizer = FedAvgM | FedAdam
+# The federated scaler now, or None: lets the fleet's aggregator, which holds
+# raw-feature weights, run its optimizer on standardised ones.
+ScalerSource = Callable[[], Scaler | None]
+
+
+def server_step(
+    optimizer: ServerOptimizer,
+    weights: np.ndarray,
+    target: np.ndarray,
+    scaler: Scaler | None = None,
+) -> np.ndarray:
+    """The optimizer's step from ``weights`` with pseudo-gradient ``target - weights``.
+
+    With ``scaler`` the weights are raw-feature weights and the step is taken on their
+    standardised form (:func:`~fl_runtime.core.scaling.from_raw` is linear). FedAvgM is
+    the same either way; FedAdam is not: its per-coordinate steps of about
+    ``learning_rate`` are sensible for standardised weights and far too large for the
+    coefficient of, say, a temperature in degrees (measured: F1 0.19 instead of 0.86)."""
+    if scaler is None:
+        return optimizer.step(weights, target - weights)
+    w = from_raw(weights, scaler)
+    return to_raw(optimizer.step(w, from_raw(target, scaler) - w), scaler)
 
 
 def server_optimizer(
@@ -348,7 +371,8 @@ class BatchAggregator(_Base):
     scaffold also keeps the server control variate ``control`` (``c``), moved by
     ``|S| / N`` times the participants' mean ``control_delta`` (``N``: nodes seen).
     Optimizer moments and ``control`` live in memory: a new aggregator starts them
-    at zero from the ``initial`` weights.
+    at zero from the ``initial`` weights. ``scaler`` (see :func:`server_step`) is for
+    weights on raw features, as the fleet's are.
     """
 
     def __init__(
@@ -363,6 +387,7 @@ class BatchAggregator(_Base):
         initial: np.ndarray | None = None,
         version: int = 0,
         optimizer: ServerOptimizer | None = None,
+        scaler: ScalerSource | None = None,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}")
@@ -374,6 +399,7 @@ class BatchAggregator(_Base):
         self.strategy = strategy
         self.trim_ratio = trim_ratio
         self.optimizer = optimizer or server_optimizer(strategy)
+        self.scaler = scaler
         self.control = np.zeros(dim)  # SCAFFOLD's server control variate c
         self.seen: set[str] = set()
         self.pending: dict[str, ClientUpdate] = {}
@@ -422,7 +448,8 @@ class BatchAggregator(_Base):
             self.strategy, [(u.weights, u.n_samples) for u in used], trim_ratio=self.trim_ratio
         )
         if self.optimizer is not None:
-            combined = self.optimizer.step(self.weights, combined - self.weights)
+            scaler = self.scaler() if self.scaler else None
+            combined = server_step(self.optimizer, self.weights, combined, scaler)
         if self.strategy == "scaffold":
             self._move_control(used)
         self.weights = combined
@@ -451,6 +478,7 @@ class FedBuffAggregator(_Base):
     ``server_lr``. scaffold is batch-only: its control variates assume every
     participant started from the current global model. Optimizer state is in memory
     and starts again at zero when a new aggregator resumes from a global model.
+    ``scaler``: as for :class:`BatchAggregator`.
     """
 
     def __init__(
@@ -467,6 +495,7 @@ class FedBuffAggregator(_Base):
         version: int = 0,
         strategy: str = "fedavg",
         optimizer: ServerOptimizer | None = None,
+        scaler: ScalerSource | None = None,
     ) -> None:
         if k < 1:
             raise ValueError("k must be >= 1")
@@ -479,6 +508,7 @@ class FedBuffAggregator(_Base):
         self.k = k
         self.strategy = strategy
         self.optimizer = optimizer or server_optimizer(strategy)
+        self.scaler = scaler
         self.server_lr = server_lr
         self.max_staleness = max_staleness
         self.max_age_s = max_age_s
@@ -514,7 +544,10 @@ class FedBuffAggregator(_Base):
         deltas = np.stack([d for _, d, _ in self.buffer])
         mean_delta = (scale / scale.sum()) @ deltas
         if self.optimizer is not None:
-            self.weights = self.optimizer.step(self.weights, mean_delta)
+            scaler = self.scaler() if self.scaler else None
+            self.weights = server_step(
+                self.optimizer, self.weights, self.weights + mean_delta, scaler
+            )
         else:
             self.weights = self.weights + self.server_lr * mean_delta
         participants = [

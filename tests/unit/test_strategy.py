@@ -3,6 +3,7 @@ import logging
 import numpy as np
 import pytest
 
+from fl_runtime.core.scaling import Scaler, to_raw
 from fl_runtime.core.strategy import (
     BatchAggregator,
     ClientUpdate,
@@ -13,6 +14,7 @@ from fl_runtime.core.strategy import (
     fedavg,
     scaffold_control,
     server_optimizer,
+    server_step,
     staleness_weight,
     trimmed_mean,
     validate_weights,
@@ -258,3 +260,23 @@ def test_fedbuff_runs_server_optimizers_but_not_scaffold() -> None:
     with pytest.raises(ValueError, match="async"):
         FedBuffAggregator(dim=2, strategy="scaffold")
     assert server_optimizer("median") is None
+
+
+def test_server_step_on_raw_weights_steps_in_standardised_space() -> None:
+    # Prepare: a scaler with very different feature scales, as temperature and vibration have
+    scaler = Scaler(np.array([60.0, 0.5]), np.array([3.0, 0.05]))
+    w_std, target_std = np.array([0.2, -0.1, 0.3]), np.array([0.5, 0.1, 0.0])
+    # Execute: the same Adam step, once on standardised weights, once on their raw form
+    on_std = server_step(FedAdam(learning_rate=0.1), w_std, target_std)
+    on_raw = server_step(
+        FedAdam(learning_rate=0.1),
+        to_raw(w_std, scaler),
+        to_raw(target_std, scaler),
+        scaler,
+    )
+    # Assert: identical models; without the scaler the raw step is a different model
+    assert np.allclose(on_raw, to_raw(on_std, scaler))
+    naive = server_step(
+        FedAdam(learning_rate=0.1), to_raw(w_std, scaler), to_raw(target_std, scaler)
+    )
+    assert not np.allclose(naive, to_raw(on_std, scaler), atol=1e-3)
