@@ -245,7 +245,7 @@ def command(
             )
         )
     else:
-        _print_table(table)
+        _print_table(table, "IID split" if xy is not None else "simulator's non-IID split")
 
 
 def _single(
@@ -334,11 +334,12 @@ def _alphas(values: tuple[str, ...]) -> list[float | None]:
     return list(dict.fromkeys(alphas))
 
 
-def _print_table(table: list[Summary]) -> None:
+def _print_table(table: list[Summary], unskewed: str) -> None:
+    """One table per alpha; ``unskewed`` names the split when there is no alpha."""
     alphas = list(dict.fromkeys(row.alpha for row in table))
     for alpha in alphas:
         rows = [r for r in table if r.alpha == alpha]
-        title = "simulator's non-IID split" if alpha is None else f"Dirichlet alpha {alpha:g}"
+        title = unskewed if alpha is None else f"Dirichlet alpha {alpha:g}"
         click.echo(
             f"\n{title}, {rows[0].seeds} seeds: centralized F1 {rows[0].central_f1_mean:.3f}, "
             f"best local-only F1 {rows[0].best_local_f1_mean:.3f} (means)"
