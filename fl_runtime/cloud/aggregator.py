@@ -140,9 +140,39 @@ class AggregatorService:
                 round=self.state.round,
                 threshold=self.state.threshold,
             )
+        from fl_runtime.core.strategy import (
+            ASYNC_STRATEGIES,
+            ServerOptimizerSettings,
+            server_optimizer,
+        )
+
+        # Server optimizer state (fedavgm's velocity, fedadam's moments) and SCAFFOLD's
+        # server control variate live in memory: after a restart they start again at
+        # zero, and the weights resume from the latest global model above.
+        agg = self.cfg.aggregation
+        if self.mode == "async" and agg.strategy not in ASYNC_STRATEGIES:
+            event(
+                log,
+                "strategy not available in async mode, FedBuff runs fedavg",
+                logging.WARNING,
+                strategy=agg.strategy,
+            )
+        optimizer = server_optimizer(
+            agg.strategy,
+            ServerOptimizerSettings(
+                agg.server_learning_rate,
+                agg.server_momentum,
+                agg.adam_beta1,
+                agg.adam_beta2,
+                agg.adam_epsilon,
+            ),
+        )
         if self.mode == "async":
             self.fedbuff = FedBuffAggregator(
                 dim=WEIGHT_DIM,
+                strategy=agg.strategy if agg.strategy in ASYNC_STRATEGIES else "fedavg",
+                optimizer=optimizer,
+                scaler=self._scaler,  # the optimizer steps on standardised weights
                 k=self.cfg.aggregation.fedbuff_k,
                 server_lr=self.cfg.aggregation.fedbuff_server_lr,
                 max_staleness=self.cfg.aggregation.max_staleness_versions,
@@ -154,6 +184,8 @@ class AggregatorService:
         else:
             self.batch = BatchAggregator(
                 dim=WEIGHT_DIM,
+                optimizer=optimizer,
+                scaler=self._scaler,  # the optimizer steps on standardised weights
                 min_nodes=self.cfg.aggregation.min_nodes,
                 max_age_s=self.cfg.aggregation.max_weight_age_seconds,
                 strategy=self.cfg.aggregation.strategy,

@@ -155,6 +155,10 @@ class TrainingSection:
         help="L2 regularisation strength.")
     holdout_fraction: float = _s("HOLDOUT_FRACTION", 0.2, between=(0.0, 0.9),
         help="Share of local readings kept for federated evaluation.")
+    fedprox_mu: float = _s("FEDPROX_MU", 0.1, between=(0.0, 100.0),
+        help="fedprox: weight mu of the proximal term mu/2 * ||w - w_global||^2 in local SGD.")
+    class_weight: str = _s("CLASS_WEIGHT", "none", choices=("none", "balanced"),
+        help="Class weights in the local loss; balanced: n / (2 * n_class) from label counts.")
 
 
 @dataclass(frozen=True)
@@ -170,14 +174,24 @@ class AggregationSection:
     mode: str = _s("AGGREGATION_MODE", "batch", choices=("batch", "async"),
         help="batch: a round every interval; async: FedBuff.")
     strategy: str = _s("AGGREGATION_STRATEGY", "fedavg",
-        choices=("fedavg", "median", "trimmed-mean"),
-        help="How updates are combined.")
+        choices=("fedavg", "median", "trimmed-mean", "fedprox", "fedavgm", "fedadam", "scaffold"),
+        help="How updates are combined (async mode: fedavg, fedprox, fedavgm or fedadam).")
     trim_ratio: float = _s("TRIM_RATIO", 0.2, between=(0.0, 0.49),
         help="Share trimmed from each end per coordinate (trimmed-mean).")
     fedbuff_k: int = _s("FEDBUFF_K", 2, between=(1, 10_000),
         help="Async mode: aggregate every K buffered updates.")
     fedbuff_server_lr: float = _s("FEDBUFF_SERVER_LR", 1.0, between=(1e-6, 10.0),
         help="Async mode: server step applied to the buffered mean delta.")
+    server_learning_rate: float = _s("SERVER_LEARNING_RATE", 1.0, between=(1e-6, 10.0),
+        help="fedavgm, fedadam: the server optimizer's step (replaces FEDBUFF_SERVER_LR in async).")
+    server_momentum: float = _s("SERVER_MOMENTUM", 0.9, between=(0.0, 0.999),
+        help="fedavgm: momentum of the server's velocity.")
+    adam_beta1: float = _s("ADAM_BETA1", 0.9, between=(0.0, 0.999),
+        help="fedadam: decay of the server's first moment.")
+    adam_beta2: float = _s("ADAM_BETA2", 0.99, between=(0.0, 0.9999),
+        help="fedadam: decay of the server's second moment.")
+    adam_epsilon: float = _s("ADAM_EPSILON", 1e-3, between=(1e-12, 1.0),
+        help="fedadam: added to sqrt(v); bounds the step where updates are tiny.")
     max_staleness_versions: int = _s("MAX_STALENESS_VERSIONS", 20, between=(0, 1_000_000),
         help="Async mode: updates more global versions behind than this are discarded.")
     max_update_norm: float = _s("MAX_UPDATE_NORM", 1e4, between=(1e-3, 1e12),

@@ -53,7 +53,14 @@ from fl_runtime.core.messages import (
     WeightUpdate,
     validate_reading_dict,
 )
-from fl_runtime.core.model import Confusion, init_weights, log_loss, predict_proba, sgd
+from fl_runtime.core.model import (
+    Confusion,
+    balanced_class_weight,
+    init_weights,
+    log_loss,
+    predict_proba,
+    sgd,
+)
 from fl_runtime.core.scaling import FeatureStats, Scaler, from_raw, to_raw
 from fl_runtime.core.threshold import score_histogram
 from fl_runtime.errors import ValidationError
@@ -240,6 +247,7 @@ class FogTrainer:
             self.scaler = self._local_scaler()
             self.weights_std = from_raw(raw, self.scaler)
         xs = self.scaler.transform(x)
+        fedprox = self.cfg.aggregation.strategy == "fedprox"
         self.weights_std = sgd(
             self.weights_std,
             xs,
@@ -249,9 +257,23 @@ class FogTrainer:
             epochs=self.cfg.training.local_epochs,
             l2=self.cfg.training.l2,
             rng=self.rng,
+            class_weight=self._class_weight(y),
+            # FedProx: pull toward the global model this node started from
+            prox_mu=self.cfg.training.fedprox_mu if fedprox else 0.0,
+            anchor=from_raw(self.global_raw, self.scaler) if fedprox else None,
         )
         self.loss_since_base.append(log_loss(self.weights_std, xs, y))
         self.n_since_base += len(y)
+
+    def _class_weight(self, y: np.ndarray) -> tuple[float, float] | None:
+        """CLASS_WEIGHT = balanced: weights from this node's label counts (its held-out
+        slice, a fixed random share of its readings, and this batch). The global model
+        carries no pooled label counts yet, so the fleet cannot weight by federated
+        counts as ``fl simulate`` does."""
+        if self.cfg.training.class_weight == "none":
+            return None
+        n = len(self.hold_y) + len(y)
+        return balanced_class_weight(n, sum(self.hold_y) + int(y.sum()))
 
     # ----------------------------------------------------------------- publishing
     def maybe_publish(self, force: bool = False) -> WeightUpdate | None:

@@ -54,25 +54,28 @@ def _ratio(a: float, b: float) -> float | None:
     return a / b if b else None
 
 
-def compare(
+@dataclass(frozen=True)
+class Baselines:
+    """What federated learning is measured against; it depends on the data split,
+    the training parameters and the seed, not on the strategy."""
+
+    centralized: dict[str, float]
+    local_only: dict[str, dict[str, float]]
+
+
+def baselines(
     partitions: Sequence[Partition],
     rounds: int,
     *,
     params: TrainingParams | None = None,
     holdout_fraction: float = 0.2,
     seed: int = 0,
-    **federated_kw: Any,
-) -> Comparison:
-    """Run :func:`run_federated` and both baselines on the same split."""
+) -> Baselines:
+    """The centralized model on the pooled training data and each node's local-only
+    model, with the same passes as the federation, on the pooled held-out data.
+    With class weighting, central training uses the pooled label counts (the same as
+    the federation's) and a local-only model its node's own."""
     params = params or TrainingParams()
-    fed = run_federated(
-        partitions,
-        rounds,
-        params=params,
-        holdout_fraction=holdout_fraction,
-        seed=seed,
-        **federated_kw,
-    )
     train, hold = split_holdout(partitions, holdout_fraction, seed)
     hx = np.vstack([x for x, _ in hold])
     hy = np.concatenate([y for _, y in hold])
@@ -85,8 +88,38 @@ def compare(
         str(i + 1): _fit(x, y, params, epochs, rng).evaluate(hx, hy)
         for i, (x, y) in enumerate(train)
     }
+    return Baselines(central.evaluate(hx, hy), local)
+
+
+def compare(
+    partitions: Sequence[Partition],
+    rounds: int,
+    *,
+    params: TrainingParams | None = None,
+    holdout_fraction: float = 0.2,
+    seed: int = 0,
+    against: Baselines | None = None,
+    **federated_kw: Any,
+) -> Comparison:
+    """Run :func:`run_federated` and both baselines on the same split (``against``:
+    baselines already computed for this split, parameters and seed)."""
+    params = params or TrainingParams()
+    fed = run_federated(
+        partitions,
+        rounds,
+        params=params,
+        holdout_fraction=holdout_fraction,
+        seed=seed,
+        **federated_kw,
+    )
+    base = against or baselines(
+        partitions, rounds, params=params, holdout_fraction=holdout_fraction, seed=seed
+    )
+    _, hold = split_holdout(partitions, holdout_fraction, seed)
+    hx = np.vstack([x for x, _ in hold])
+    hy = np.concatenate([y for _, y in hold])
     return Comparison(
-        fed.model.evaluate(hx, hy), central.evaluate(hx, hy), local, fed.history, fed.model
+        fed.model.evaluate(hx, hy), base.centralized, base.local_only, fed.history, fed.model
     )
 
 
@@ -94,5 +127,12 @@ def _fit(
     x: np.ndarray, y: np.ndarray, params: TrainingParams, epochs: int, rng: np.random.Generator
 ) -> LogisticRegressionModel:
     scaler = Scaler.from_stats(FeatureStats.of(x))
-    w = params.train(init_weights(x.shape[1]), scaler.transform(x), y, rng, epochs=epochs)
+    w = params.train(
+        init_weights(x.shape[1]),
+        scaler.transform(x),
+        y,
+        rng,
+        epochs=epochs,
+        class_weight=params.class_weight_for([y]),
+    )
     return LogisticRegressionModel(w, scaler)

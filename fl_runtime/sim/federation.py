@@ -17,7 +17,15 @@ import numpy as np
 
 from fl_runtime.cloud.agglog import AggregationLog, round_record
 from fl_runtime.core.evaluation import global_metrics
-from fl_runtime.core.model import Confusion, LogisticRegressionModel, init_weights, log_loss, sgd
+from fl_runtime.core.model import (
+    Confusion,
+    LogisticRegressionModel,
+    balanced_class_weight,
+    init_weights,
+    local_steps,
+    log_loss,
+    sgd,
+)
 from fl_runtime.core.scaling import FeatureStats, Scaler, merge_all
 from fl_runtime.core.strategy import (
     STRATEGIES,
@@ -25,6 +33,9 @@ from fl_runtime.core.strategy import (
     ClientUpdate,
     FedBuffAggregator,
     RoundOutcome,
+    ServerOptimizerSettings,
+    scaffold_control,
+    server_optimizer,
 )
 from fl_runtime.sim.partition import Partition
 
@@ -33,10 +44,14 @@ SIM_STRATEGIES = (*STRATEGIES, "fedbuff")
 
 @dataclass(frozen=True)
 class TrainingParams:
+    """Local training: the ``[training]`` settings a node uses."""
+
     learning_rate: float = 0.05
     batch_size: int = 32
     local_epochs: int = 1
     l2: float = 1e-4
+    fedprox_mu: float = 0.1
+    class_weight: str = "none"  # or "balanced", from federated label counts
 
     def train(
         self,
@@ -45,7 +60,13 @@ class TrainingParams:
         y: np.ndarray,
         rng: np.random.Generator,
         epochs: int | None = None,
+        *,
+        anchor: np.ndarray | None = None,
+        correction: np.ndarray | None = None,
+        class_weight: tuple[float, float] | None = None,
     ) -> np.ndarray:
+        """Local SGD; with ``anchor`` (FedProx) the proximal term ``fedprox_mu``
+        pulls toward it, ``correction`` is SCAFFOLD's ``c - c_i``."""
         return sgd(
             w,
             x,
@@ -55,7 +76,19 @@ class TrainingParams:
             epochs=self.local_epochs if epochs is None else epochs,
             l2=self.l2,
             rng=rng,
+            class_weight=class_weight,
+            prox_mu=self.fedprox_mu if anchor is not None else 0.0,
+            anchor=anchor,
+            correction=correction,
         )
+
+    def class_weight_for(self, ys: Sequence[np.ndarray]) -> tuple[float, float] | None:
+        """Balanced class weights from label counts summed over ``ys`` (for the
+        federation: every node's counts, as the server would sum them), or None."""
+        if self.class_weight == "none":
+            return None
+        n = sum(len(y) for y in ys)
+        return balanced_class_weight(n, int(sum(int(np.sum(y)) for y in ys)))
 
 
 @dataclass(frozen=True)
@@ -114,6 +147,7 @@ def run_federated(
     min_nodes: int = 1,
     trim_ratio: float = 0.2,
     fedbuff_k: int | None = None,
+    server: ServerOptimizerSettings | None = None,
     seed: int = 0,
     log_path: str | Path | None = None,
     on_round: Callable[[RoundStats], None] | None = None,
@@ -138,6 +172,7 @@ def run_federated(
         min_nodes=min_nodes,
         trim_ratio=trim_ratio,
         fedbuff_k=fedbuff_k,
+        server=server or ServerOptimizerSettings(),
         seed=seed,
         log=AggregationLog(log_path) if log_path else None,
         on_round=on_round,
@@ -155,6 +190,7 @@ def _federate(
     min_nodes: int,
     trim_ratio: float,
     fedbuff_k: int | None,
+    server: ServerOptimizerSettings,
     seed: int,
     log: AggregationLog | None,
     on_round: Callable[[RoundStats], None] | None,
@@ -178,6 +214,8 @@ def _federate(
         min(min_nodes, per_round),
         trim_ratio,
         fedbuff_k,
+        server,
+        params.class_weight_for([y for _, y in train]),
     )
     run = _fedbuff_rounds if strategy == "fedbuff" else _batch_rounds
     result = FederatedResult(LogisticRegressionModel(init_weights(dim - 1), scaler))
@@ -203,6 +241,8 @@ class _Plan:
     min_nodes: int
     trim_ratio: float
     fedbuff_k: int | None
+    server: ServerOptimizerSettings
+    class_weight: tuple[float, float] | None
 
 
 def _batch_rounds(nodes: list[_Node], plan: _Plan) -> Iterator[RoundOutcome]:
@@ -212,18 +252,54 @@ def _batch_rounds(nodes: list[_Node], plan: _Plan) -> Iterator[RoundOutcome]:
         max_age_s=math.inf,
         strategy=plan.strategy,
         trim_ratio=plan.trim_ratio,
+        optimizer=server_optimizer(plan.strategy, plan.server),
     )
+    controls = {n.node_id: np.zeros(plan.dim) for n in nodes}  # SCAFFOLD: state each node keeps
     for r in range(plan.rounds):
         for idx in sorted(plan.rng.choice(len(nodes), plan.per_round, replace=False)):
             node = nodes[idx]
-            w = plan.params.train(agg.weights, node.x, node.y, plan.rng)
-            loss = log_loss(w, node.x, node.y)
-            agg.submit(
-                ClientUpdate(node.node_id, w, len(node.y), agg.version, float(r), local_loss=loss)
-            )
+            update = _local_update(node, agg, controls, plan, float(r))
+            agg.submit(update)
         outcome = agg.aggregate(now=float(r))
         if outcome is not None:
             yield outcome
+
+
+def _local_update(
+    node: _Node,
+    agg: BatchAggregator,
+    controls: dict[str, np.ndarray],
+    plan: _Plan,
+    now: float,
+) -> ClientUpdate:
+    """One node's round: local SGD from the global model, with the proximal term
+    (fedprox) or the drift correction and a new control variate (scaffold)."""
+    start = agg.weights
+    scaffold = plan.strategy == "scaffold"
+    w = plan.params.train(
+        start,
+        node.x,
+        node.y,
+        plan.rng,
+        anchor=start if plan.strategy == "fedprox" else None,
+        correction=agg.control - controls[node.node_id] if scaffold else None,
+        class_weight=plan.class_weight,
+    )
+    delta = None
+    if scaffold:
+        new = scaffold_control(
+            controls[node.node_id],
+            agg.control,
+            start,
+            w,
+            steps=local_steps(len(node.y), plan.params.batch_size, plan.params.local_epochs),
+            learning_rate=plan.params.learning_rate,
+        )
+        delta, controls[node.node_id] = new - controls[node.node_id], new
+    loss = log_loss(w, node.x, node.y)
+    return ClientUpdate(
+        node.node_id, w, len(node.y), agg.version, now, local_loss=loss, control_delta=delta
+    )
 
 
 def _fedbuff_rounds(nodes: list[_Node], plan: _Plan) -> Iterator[RoundOutcome]:
@@ -237,7 +313,7 @@ def _fedbuff_rounds(nodes: list[_Node], plan: _Plan) -> Iterator[RoundOutcome]:
         for idx in plan.rng.choice(len(nodes), plan.per_round, replace=False):
             node = nodes[idx]
             start = agg.history.get(base[node.node_id], agg.weights)
-            w = plan.params.train(start, node.x, node.y, plan.rng)
+            w = plan.params.train(start, node.x, node.y, plan.rng, class_weight=plan.class_weight)
             update = ClientUpdate(
                 node.node_id,
                 w,

@@ -80,6 +80,34 @@ def _check(x: np.ndarray, y: np.ndarray, p: Path) -> Partition:
     return x, y.astype(np.int8)
 
 
+# Labelled data bundled with scikit-learn (read from its package, no download), made
+# binary with the rarer or harder class as the "anomaly": name -> (loader, positive class).
+DATASETS = {
+    "breast-cancer": ("load_breast_cancer", 0),  # malignant (212 of 569)
+    "wine": ("load_wine", 2),  # cultivar 3 against the other two (48 of 178)
+    "digits": ("load_digits", 8),  # the digit 8 against the rest (174 of 1797)
+    "iris": ("load_iris", 2),  # virginica against the other two (50 of 150)
+}
+
+
+def load_dataset(name: str) -> Partition:
+    """``(X, y)`` of a bundled scikit-learn dataset, one class against the rest."""
+    if name not in DATASETS:
+        raise ValidationError(
+            "out-of-range", f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}"
+        )
+    try:
+        from sklearn import datasets
+    except ImportError:
+        raise ValidationError(
+            "missing-dependency", "--dataset needs scikit-learn (pip install scikit-learn)"
+        ) from None
+    loader, positive = DATASETS[name]
+    bunch = getattr(datasets, loader)()
+    x = np.asarray(bunch.data, dtype=np.float64)
+    return x, (np.asarray(bunch.target) == positive).astype(np.int8)
+
+
 def simulator_partitions(
     nodes: int, samples_per_node: int, seed: int, anomaly_rate: float | None = None
 ) -> list[Partition]:

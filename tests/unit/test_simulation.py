@@ -8,8 +8,14 @@ from click.testing import CliRunner
 from fl_runtime.cli import main
 from fl_runtime.cloud.agglog import read_log
 from fl_runtime.sim.comparison import compare
-from fl_runtime.sim.federation import run_federated
-from fl_runtime.sim.partition import dirichlet, iid, load_labelled, simulator_partitions
+from fl_runtime.sim.federation import TrainingParams, run_federated
+from fl_runtime.sim.partition import (
+    dirichlet,
+    iid,
+    load_dataset,
+    load_labelled,
+    simulator_partitions,
+)
 
 
 def test_run_federated_python_api() -> None:
@@ -141,3 +147,56 @@ def test_comparison_local_only_per_node() -> None:
     result = compare(simulator_partitions(3, 800, 9), 5, seed=9)
     assert set(result.local_only) == {"1", "2", "3"}
     assert 0 < result.centralized["f1"] < 1
+
+
+@pytest.mark.parametrize("strategy", ["fedprox", "fedavgm", "fedadam", "scaffold"])
+def test_new_strategies_learn(strategy: str) -> None:
+    result = run_federated(
+        simulator_partitions(4, 800, 3), 10, strategy=strategy, participation=0.75, seed=3
+    )
+    assert len(result.history) == 10
+    assert all(len(h.participants) == 3 for h in result.history)  # partial participation
+    assert result.history[-1].f1 is not None and result.history[-1].f1 > 0.7
+
+
+def test_fedprox_and_class_weights_change_training() -> None:
+    parts = simulator_partitions(3, 600, 4)
+    plain = run_federated(parts, 3, seed=4).model.weights
+    prox = run_federated(
+        parts, 3, strategy="fedprox", seed=4, params=TrainingParams(fedprox_mu=5.0)
+    ).model.weights
+    balanced = run_federated(
+        parts, 3, seed=4, params=TrainingParams(class_weight="balanced")
+    ).model.weights
+    assert np.linalg.norm(prox) < np.linalg.norm(plain)  # pulled back toward the start
+    assert balanced[-1] > plain[-1]  # rare positives weigh more: the bias rises
+
+
+def test_bundled_datasets_load_offline() -> None:
+    pytest.importorskip("sklearn")
+    for name, (rows, positives) in {"breast-cancer": (569, 212), "wine": (178, 48)}.items():
+        x, y = load_dataset(name)
+        assert x.shape[0] == rows and int(y.sum()) == positives
+
+
+def test_simulate_sweep_table_and_json() -> None:
+    pytest.importorskip("sklearn")
+    args = ["simulate", "--dataset", "wine", "--nodes", "3", "--rounds", "3"]
+    args += ["--strategy", "fedavg,fedadam", "--strategy", "fedprox", "--seeds", "2"]
+    args += ["--alpha", "0.5,5"]
+    out = CliRunner().invoke(main, [*args, "--json"], env={"FL_CONFIG": "/dev/null"})
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.stdout)  # progress goes to stderr
+    assert doc["settings"]["seeds"] == [42, 43]
+    assert len(doc["runs"]) == 3 * 2 * 2
+    assert [(r["alpha"], r["strategy"]) for r in doc["summary"]][:3] == [
+        (0.5, "fedavg"),
+        (0.5, "fedadam"),
+        (0.5, "fedprox"),
+    ]
+    assert all(0 <= r["beats_local"] <= 2 for r in doc["summary"])
+    table = CliRunner().invoke(main, args, env={"FL_CONFIG": "/dev/null"})
+    assert table.exit_code == 0, table.output
+    assert "Dirichlet alpha 5," in table.output and "beats local" in table.output
+    bad = CliRunner().invoke(main, [*args[:-2], "--strategy", "nope"])
+    assert bad.exit_code == 2 and "nope" in bad.output
