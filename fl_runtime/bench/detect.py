@@ -21,7 +21,6 @@ the Spark path the trigger takes, and both options' memory (RSS).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
@@ -36,17 +35,32 @@ import numpy as np
 
 from fl_runtime.bench.stack import KafkaBroker, ManagedProcess, MosquittoBroker, wait_until
 from fl_runtime.config import Config
-from fl_runtime.core.detections import RAISED, AlertChange, decode_anomaly_record
+from fl_runtime.core.detections import (
+    RAISED,
+    AlertChange,
+    decode_anomaly_record,
+    encode_anomaly_record,
+)
 from fl_runtime.core.features import N_FEATURES
-from fl_runtime.core.messages import GlobalModel, SensorReading, encode_global, encode_reading
+from fl_runtime.core.messages import (
+    GlobalModel,
+    SensorReading,
+    decode_reading,
+    encode_global,
+    encode_reading,
+)
 from fl_runtime.core.model import init_weights, predict_proba, sgd
 from fl_runtime.core.scaling import FeatureStats, Scaler, to_raw
-from fl_runtime.edge.machines import FAULTS, MachineProfile, node_dataset
+from fl_runtime.core.threshold import choose_threshold, score_histogram
+from fl_runtime.edge.machines import NodeSimulator, node_dataset
 from fl_runtime.errors import ValidationError
+from fl_runtime.fog.detect.alerts import AlertTracker, Scored
+from fl_runtime.fog.detect.scoring import FALLBACK_THRESHOLD, Scorer
 
 NODE = "1"
 SPARK_ALERT_TEMPLATE = "bench/spark/node-{node_id}/{device_id}/alerts"
 TARGET_P99_MS = 2000.0
+FAULT = "bearing_wear"
 
 
 @dataclass(frozen=True)
@@ -99,6 +113,8 @@ def run_detect_bench(
         _load(cfg, bench, model, timeline, say)
         cpu_s = _cpu_seconds(scorer.pid) - cpu0
         time.sleep(max(3.0, 2.5 * cfg.fog.trigger_seconds))  # late Spark batches
+        if bench.spark:
+            spark_stats["jvm_rss_mb"] = _child_java_rss_mb()
         return _figures(bench, cfg, timeline, spark_stats, scorer, cpu_s)
 
 
@@ -156,14 +172,10 @@ def _train_model() -> GlobalModel:
 
 
 def _best_f1_threshold(scores: np.ndarray, y: np.ndarray) -> float:
-    best, best_f1 = 0.5, -1.0
-    for t in np.linspace(0.05, 0.95, 91):
-        pred = scores >= t
-        tp = int(np.sum(pred & (y == 1)))
-        f1 = 2 * tp / max(1, int(pred.sum()) + int(np.sum(y == 1)))
-        if f1 > best_f1:
-            best, best_f1 = float(t), f1
-    return round(best, 4)
+    """The threshold the aggregator would learn from these scores' histograms."""
+    pos, neg = score_histogram(scores, y)
+    choice = choose_threshold(pos, neg)
+    return FALLBACK_THRESHOLD if choice is None else choice.threshold
 
 
 def _publish_global(cfg: Config, model: GlobalModel) -> None:
@@ -241,10 +253,7 @@ def _load(
     client.max_inflight_messages_set(1000)
     client.connect(cfg.mqtt.host, cfg.mqtt.port)
     client.loop_start()
-    devices = [f"bench-dev{j + 1}" for j in range(bench.devices)]
-    gen = _ReadingSource(cfg.detection.alert_m)
-    rng = np.random.default_rng(11)
-    next_burst = {d: time.time() + rng.uniform(1, bench.fault_every_s) for d in devices}
+    source = _ReadingSource(bench.devices, cfg.detection.alert_m, bench.fault_every_s)
     interval = 1.0 / (bench.rate_hz * bench.devices)
     start = time.monotonic()
     end = start + bench.warmup_s + bench.duration_s
@@ -252,10 +261,9 @@ def _load(
     while (now := time.monotonic()) < end:
         if now >= start + bench.warmup_s and not timeline.measuring.is_set():
             timeline.measuring.set()
-        device = devices[i % len(devices)]
         i += 1
-        faulty = gen.faulty(device, time.time(), next_burst, rng, bench.fault_every_s)
-        reading = gen.reading(device, faulty)
+        reading = source.next(bench.rate_hz * bench.devices)
+        device = reading.device_id
         stamp = time.time()
         reading = replace(reading, timestamp=round(stamp, 3))
         with timeline.lock:
@@ -273,58 +281,32 @@ def _load(
 
 
 class _ReadingSource:
-    """Readings of node 1's machine; a device in a burst gets bearing wear at full severity."""
+    """Node 1's simulated machine (``NodeSimulator``), healthy but for bursts: every
+    ``every`` seconds or so each device gets ``burst_len`` readings of bearing wear at
+    full severity, injected and cleared as ``fl sensor inject`` does."""
 
-    def __init__(self, burst_len: int) -> None:
-        self.profile = MachineProfile.for_node(NODE, 7, anomaly_rate=0.0)
-        self.effect = _bearing_wear_effect()
-        self.burst_len = burst_len
+    def __init__(self, devices: int, burst_len: int, every: float) -> None:
+        self.sim = NodeSimulator(NODE, devices=devices, seed=7, anomaly_rate=0.0, run_id="bench")
+        self.burst_len, self.every = burst_len, every
+        self.rng = np.random.default_rng(11)
+        now = time.time()
+        self.next_burst = {d: now + self.rng.uniform(1, every) for d in self.sim.device_ids}
         self.left: dict[str, int] = {}
-        self.seq = 0
-        self.rng = np.random.default_rng(3)
 
-    def faulty(
-        self,
-        device: str,
-        now: float,
-        next_burst: dict[str, float],
-        rng: np.random.Generator,
-        every: float,
-    ) -> bool:
-        if self.left.get(device, 0) > 0:
+    def next(self, rate_hz: float) -> SensorReading:
+        reading = next(self.sim.readings(1, time.time(), rate_hz))
+        device = reading.device_id
+        if device in self.left:
             self.left[device] -= 1
-            return True
-        if now >= next_burst[device]:
-            next_burst[device] = now + rng.uniform(0.75 * every, 1.25 * every)
-            self.left[device] = self.burst_len - 1
-            return True
-        return False
-
-    def reading(self, device: str, faulty: bool) -> SensorReading:
-        x = self.profile.baseline + self.rng.standard_normal(N_FEATURES) * self.profile.noise
-        if faulty:
-            x = x + self.effect
-        x = np.clip(x, 0.0, None)
-        self.seq += 1
-        return SensorReading(
-            message_id=f"{device}-b-{self.seq}",
-            device_id=device,
-            node_id=NODE,
-            seq=self.seq,
-            timestamp=time.time(),
-            vibration_x=float(x[0]),
-            vibration_y=float(x[1]),
-            vibration_z=float(x[2]),
-            temperature=float(x[3]),
-            pressure=float(x[4]),
-            anomaly=int(faulty),
-        )
-
-
-def _bearing_wear_effect() -> np.ndarray:
-    from fl_runtime.edge import machines
-
-    return np.asarray(machines._FAULT_EFFECT[FAULTS.index("bearing_wear")], dtype=np.float64)
+            if self.left[device] <= 0:
+                del self.left[device]
+                self.sim.clear_fault(device)
+        elif time.time() >= self.next_burst[device]:
+            # from this device's next reading on, burst_len readings of wear
+            self.next_burst[device] = time.time() + self.rng.uniform(0.75, 1.25) * self.every
+            self.sim.inject_fault(device, FAULT, ramp_readings=0)
+            self.left[device] = self.burst_len
+        return reading
 
 
 @contextmanager
@@ -337,38 +319,38 @@ def _spark_option(cfg: Config, model: GlobalModel, stats: dict[str, Any]) -> Ite
     from fl_runtime.fog.spark_driver import build_session
 
     spark = build_session(cfg, "bench-detect")
-    weights = model.weights_array()
-    threshold = float(model.threshold or 0.5)
-    k, m = cfg.detection.alert_k, cfg.detection.alert_m
-    windows: dict[str, list[int]] = {}
-    active: dict[str, float] = {}
+    scorer = Scorer.of(model, cfg.detection.threshold)
+    rules = cfg.detection
+    trackers: dict[str, AlertTracker] = {}
     client = Client(CallbackAPIVersion.VERSION2, client_id="fl-bench-spark-alerts")
     client.connect(cfg.mqtt.host, cfg.mqtt.port)
     client.loop_start()
     stats.update(trigger_wait_s=[], batch_s=[], bridge_s=[])
-    raised: set[str] = set()
+
+    def tracker(device: str) -> AlertTracker:
+        if device not in trackers:
+            trackers[device] = AlertTracker(
+                k=rules.alert_k,
+                m=rules.alert_m,
+                clear_seconds=rules.alert_clear_seconds,
+                new_id=lambda: f"spark-{time.time_ns()}",
+            )
+        return trackers[device]
 
     def on_batch(df: Any, _batch_id: int) -> None:
         started = time.time()
-        rows = df.select("value", "timestamp").collect()
-        for row in rows:
-            doc = json.loads(row["value"])
-            x = np.array([[doc[f] for f in _FEATURE_NAMES]], dtype=np.float64)
-            score = float(_score_raw(weights, x)[0])
-            device = doc["device_id"]
-            window = windows.setdefault(device, [])
-            window.append(int(score >= threshold))
-            del window[:-m]
+        for row in df.select("value", "timestamp").collect():
+            reading = decode_reading(row["value"])
+            score = scorer.score(reading)
             kafka_ts = row["timestamp"].timestamp()
             stats["trigger_wait_s"].append(started - kafka_ts)
-            stats["bridge_s"].append(kafka_ts - doc["timestamp"])
-            if score >= threshold:
-                active[device] = time.time()
-            if sum(window) >= k and device not in raised:
-                raised.add(device)
-                _publish_spark_alert(client, doc, score, threshold, model.version, sum(window), m)
-            elif device in raised and time.time() - active.get(device, 0) >= 1.0:
-                raised.discard(device)
+            stats["bridge_s"].append(kafka_ts - reading.timestamp)
+            seen = Scored(reading.message_id, score, scorer.is_over(score), reading.timestamp)
+            change = tracker(reading.device_id).observe(seen, time.time())
+            if change is not None and change.state == RAISED:
+                _publish_spark_alert(client, reading, change, scorer)
+        for t in trackers.values():
+            t.tick(time.time())
         stats["batch_s"].append(time.time() - started)
 
     query = (
@@ -385,47 +367,29 @@ def _spark_option(cfg: Config, model: GlobalModel, stats: dict[str, Any]) -> Ite
         wait_until(lambda: query.lastProgress is not None, 60, 0.5)
         yield
     finally:
-        stats["jvm_rss_mb"] = _child_java_rss_mb()
         query.stop()
         spark.stop()
         client.loop_stop()
         client.disconnect()
 
 
-_FEATURE_NAMES = ("vibration_x", "vibration_y", "vibration_z", "temperature", "pressure")
-
-
-def _score_raw(weights: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """P(anomaly) of raw features with raw-space weights (the global model's)."""
-    return np.asarray(predict_proba(weights, x), dtype=np.float64)
-
-
-def _publish_spark_alert(
-    client: Any,
-    doc: dict[str, Any],
-    score: float,
-    threshold: float,
-    version: int,
-    over: int,
-    window: int,
-) -> None:
-    now = time.time()
+def _publish_spark_alert(client: Any, reading: SensorReading, change: Any, scorer: Scorer) -> None:
     alert = AlertChange(
-        alert_id=f"spark-{doc['message_id']}",
+        alert_id=change.alert_id,
         state=RAISED,
-        device_id=doc["device_id"],
+        device_id=reading.device_id,
         node_id=NODE,
-        message_id=doc["message_id"],
-        score=min(1.0, max(0.0, score)),
-        threshold=threshold,
-        model_version=version,
-        reading_time=float(doc["timestamp"]),
-        detection_time=now,
-        over=over,
-        window=window,
+        message_id=reading.message_id,
+        score=change.trigger.score,
+        threshold=scorer.threshold,
+        model_version=scorer.version,
+        reading_time=reading.timestamp,
+        detection_time=time.time(),
+        over=change.over,
+        window=change.window,
     )
-    topic = SPARK_ALERT_TEMPLATE.format(node_id=NODE, device_id=doc["device_id"])
-    client.publish(topic, json.dumps(alert.to_dict()), qos=1)
+    topic = SPARK_ALERT_TEMPLATE.format(node_id=NODE, device_id=reading.device_id)
+    client.publish(topic, encode_anomaly_record(alert), qos=1)
 
 
 def _figures(
@@ -455,15 +419,16 @@ def _figures(
     }
     if bench.spark:
         spark_ms = _latencies(timeline, "spark")
-        waits = np.asarray(spark.get("trigger_wait_s") or [0.0])
-        total = np.percentile(spark_ms, 50) / 1000 if spark_ms else None
+        parts = [float(np.mean(spark.get(k) or [0.0])) for k in ("bridge_s", "trigger_wait_s")]
+        path_s = sum(parts) + float(np.mean(spark.get("batch_s") or [0.0]))
         doc["spark_option"] = {
             "alerts": len(spark_ms),
             **_percentiles(spark_ms),
             "bridge_p50_ms": _p(spark.get("bridge_s"), 50),
             "trigger_wait_p50_ms": _p(spark.get("trigger_wait_s"), 50),
             "batch_p50_ms": _p(spark.get("batch_s"), 50),
-            "trigger_share_p50": None if not total else round(float(np.median(waits)) / total, 3),
+            # the mean wait for the trigger, as a share of the mean reading's path
+            "trigger_share": round(parts[1] / path_s, 3) if path_s > 0 else None,
             "jvm_rss_mb": spark.get("jvm_rss_mb"),
         }
     return doc
@@ -514,15 +479,28 @@ def _cpu_seconds(pid: int | None) -> float:
 
 
 def _child_java_rss_mb() -> float | None:
-    """RSS of the Spark JVM this process started (pyspark's gateway child)."""
-    me = str(os.getpid())
+    """RSS of the Spark JVM this process started (pyspark's gateway, through spark-submit)."""
+    me = os.getpid()
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        name = text[text.find("(") + 1 : text.rfind(")")]
-        ppid = text.rsplit(")", 1)[1].split()[1]
-        if name == "java" and ppid == me:
-            return _rss_mb(int(stat.parent.name))
+        pid = int(stat.parent.name)
+        if _name_and_parent(pid)[0] == "java" and _descends_from(pid, me):
+            return _rss_mb(pid)
     return None
+
+
+def _name_and_parent(pid: int) -> tuple[str, int]:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "", 0
+    return text[text.find("(") + 1 : text.rfind(")")], int(text.rsplit(")", 1)[1].split()[1])
+
+
+def _descends_from(pid: int, ancestor: int, depth: int = 4) -> bool:
+    for _ in range(depth):
+        pid = _name_and_parent(pid)[1]
+        if pid == ancestor:
+            return True
+        if pid <= 1:
+            return False
+    return False

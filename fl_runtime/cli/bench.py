@@ -110,5 +110,5 @@ def detect(
         click.echo(
             f"in the Spark job:   {so['alerts']} alerts, p50 {so['p50_ms']} ms, "
             f"p99 {so['p99_ms']} ms; trigger wait p50 {so['trigger_wait_p50_ms']} ms "
-            f"({so['trigger_share_p50']} of the path), JVM RSS {so['jvm_rss_mb']} MB"
+            f"({so['trigger_share']} of the path), JVM RSS {so['jvm_rss_mb']} MB"
         )
