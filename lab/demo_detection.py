@@ -62,6 +62,21 @@ def _wait_state(
     return None
 
 
+def _wait_quiet(alerts: queue.Queue[dict[str, Any]], timeout: float) -> bool:
+    """Wait until the device has no active alert. Its retained state arrives first on
+    subscribing; a random fault episode may have raised one that has not cleared yet,
+    and an injected fault would then only keep that alert up."""
+    state, deadline = "cleared", time.monotonic() + timeout
+    quiet_until = time.monotonic() + 2.0  # the retained state, if any, comes at once
+    while time.monotonic() < deadline:
+        try:
+            state = str(alerts.get(timeout=0.5).get("state", state))
+        except queue.Empty:
+            if state != "raised" and time.monotonic() >= quiet_until:
+                return True
+    return state != "raised"
+
+
 def _inject(node: str, device: str, port: int, clear: bool) -> bool:
     env = {**os.environ, "FL_MQTT_HOST": "127.0.0.1", "FL_MQTT_PORT": str(port)}
     argv = ["fl", "sensor", "inject", "--node-id", node, "--device", device]
@@ -78,7 +93,8 @@ def run(node: str, device: str, port: int, say: Callable[[str], None]) -> dict[s
     started = time.time()
     raised = cleared = None
     try:
-        time.sleep(1.0)
+        if not _wait_quiet(alerts, 90):
+            say(f"{device} still has an alert from a random fault episode after 90 s")
         say(f"switching {device} (node {node}) into {FAULT}: fl sensor inject")
         injected_at = time.time()
         if not _inject(node, device, port, clear=False):

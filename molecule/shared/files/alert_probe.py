@@ -21,6 +21,20 @@ from paho.mqtt.enums import CallbackAPIVersion
 from fl_runtime.config import load_config
 
 
+def wait_quiet(alerts, timeout):
+    """Wait until the device has no active alert: a random fault episode may have raised
+    one (its retained state arrives first), and an injected fault would only keep it up."""
+    state, deadline, quiet_until = "cleared", time.time() + timeout, time.time() + 2.0
+    while time.time() < deadline:
+        try:
+            state = json.loads(alerts.get(timeout=0.5) or b"{}").get("state", state)
+        except queue.Empty:
+            if state != "raised" and time.time() >= quiet_until:
+                return
+        except ValueError:
+            continue
+
+
 def main() -> int:
     node_id, device = sys.argv[1], sys.argv[2]
     timeout = float(sys.argv[3]) if len(sys.argv) > 3 else 120.0
@@ -32,7 +46,7 @@ def main() -> int:
     client.connect(cfg.mqtt.host, cfg.mqtt.port)
     client.subscribe(topic, qos=1)
     client.loop_start()
-    time.sleep(1.0)
+    wait_quiet(alerts, 90)
     injected = time.time()
     inject = ["fl", "sensor", "inject", "--node-id", node_id, "--device", device]
     subprocess.run([*inject, "--fault", "bearing_wear"], check=True, timeout=30)
