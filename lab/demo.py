@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -197,8 +198,19 @@ def write_report(out_dir: Path) -> str | None:
     if fl is None:
         say("`fl` is not on PATH (run through `make demo`): no offline report")
         return None
+    anomalies = out_dir / "anomalies.jsonl"
+    exported = subprocess.run(
+        [fl, "anomalies", "export", "--out", str(anomalies)],
+        env={**os.environ, "FL_KAFKA_BOOTSTRAP_SERVERS": demo_detection.KAFKA},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    extra = ["--anomalies", str(anomalies)] if exported.returncode == 0 else []
+    if exported.returncode != 0:
+        say(f"fl anomalies export failed: {exported.stderr.strip()[-300:]}")
     done = subprocess.run(
-        [fl, "report", "--log", str(log), "--out", str(out_dir)],
+        [fl, "report", "--log", str(log), "--out", str(out_dir), *extra],
         capture_output=True,
         text=True,
         check=False,
@@ -245,7 +257,10 @@ def print_summary(mode: str, summary: dict[str, Any], path: Path) -> None:
     print(f"summary: {path.relative_to(ROOT)}")
     if mode == "demo":
         if summary.get("report"):
-            print(f"report:  {summary['report']} (convergence, participation, per-node table)")
+            print(
+                f"report:  {summary['report']} (convergence, participation, per-node table,"
+                " detection quality)"
+            )
         dashboard = summary.get("dashboard", {"url": DASHBOARD_URL, "answers": False})
         state = "up" if dashboard["answers"] else "not answering yet"
         print(f"dashboard: {dashboard['url']} ({state}; lab login {DASHBOARD_LOGIN})")
