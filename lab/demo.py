@@ -235,13 +235,14 @@ def print_summary(mode: str, summary: dict[str, Any], path: Path) -> None:
     if rows:
         print(
             f"rounds: {len(rows)}, {summary['rounds_with_all_nodes']} with every fog node"
-            f" ({', '.join(summary['fog_nodes'])})"
+            f" ({', '.join(summary['fog_nodes'])}), strategy {summary.get('strategy')}"
         )
-        print(f"{'round':>5}  {'nodes':<10} {'global loss':>12} {'F1':>8}")
+        print(f"{'round':>5}  {'nodes':<10} {'global loss':>12} {'F1':>8} {'threshold':>10}")
         for r in rows:
             print(
                 f"{r['round']:>5}  {','.join(r['nodes']):<10} "
-                f"{fmt(r['global_loss']):>12} {fmt(r['global_f1']):>8}"
+                f"{fmt(r['global_loss']):>12} {fmt(r['global_f1']):>8} "
+                f"{fmt(r.get('threshold')):>10}"
             )
     detection = summary.get("detection")
     if detection:
@@ -348,9 +349,12 @@ def main() -> int:
                 "all_nodes": set(fog_ids) <= set(nodes_of(r)),
                 "global_loss": r.get("global_loss"),
                 "global_f1": r.get("global_f1"),
+                "strategy": r.get("strategy"),
+                "threshold": r.get("threshold"),
             }
             for r in rounds
         ]
+        summary["strategy"] = rows[-1]["strategy"] if rows else None
         summary["rounds"] = rows
         summary["rounds_with_all_nodes"] = sum(bool(r["all_nodes"]) for r in rows)
         summary["participating_nodes"] = sorted({n for r in rounds for n in nodes_of(r)})
