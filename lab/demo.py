@@ -96,9 +96,9 @@ def fog_node_ids() -> list[str]:
 
 
 def demo_fault(node: str) -> dict[str, Any]:
-    """Bearing wear on node ``node``'s first simulated device, and the alert it raises."""
+    """Bearing wear on one of node ``node``'s simulated devices, and the alert it raises."""
     port = int(fog_hosts()[node]["lab_mqtt_loopback_port"])
-    return demo_detection.run(node, f"node{node}-dev1", port, say)
+    return demo_detection.run(node, [f"node{node}-dev1", f"node{node}-dev2"], port, say)
 
 
 def nodes_of(record: dict[str, Any]) -> list[str]:

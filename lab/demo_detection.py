@@ -48,33 +48,41 @@ def _alert_lines(port: int, topic: str, out: queue.Queue[dict[str, Any]]) -> sub
 
 
 def _wait_state(
-    alerts: queue.Queue[dict[str, Any]], state: str, after: float, timeout: float
+    alerts: queue.Queue[dict[str, Any]], device: str, state: str, after: float, timeout: float
 ) -> dict[str, Any] | None:
-    """The first alert record in ``state`` detected after ``after`` (retained ones are older)."""
+    """The first alert record of ``device`` in ``state`` detected after ``after``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             doc = alerts.get(timeout=1.0)
         except queue.Empty:
             continue
-        if doc.get("state") == state and float(doc.get("detection_time", 0)) >= after:
+        fresh = float(doc.get("detection_time", 0)) >= after
+        if doc.get("device_id") == device and doc.get("state") == state and fresh:
             return doc
     return None
 
 
-def _wait_quiet(alerts: queue.Queue[dict[str, Any]], timeout: float) -> bool:
-    """Wait until the device has no active alert. Its retained state arrives first on
-    subscribing; a random fault episode may have raised one that has not cleared yet,
-    and an injected fault would then only keep that alert up."""
-    state, deadline = "cleared", time.monotonic() + timeout
-    quiet_until = time.monotonic() + 2.0  # the retained state, if any, comes at once
+def pick_quiet(alerts: queue.Queue[dict[str, Any]], devices: list[str], timeout: float) -> str:
+    """The first of ``devices`` with no active alert for 2 s. The retained states come
+    first on subscribing; a random fault episode may have raised an alert that a few
+    stray over-threshold readings keep up, and an injected fault would only prolong it.
+    After ``timeout`` s without a quiet device, the first one."""
+    state = dict.fromkeys(devices, "cleared")
+    since = dict.fromkeys(devices, time.monotonic())
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            state = str(alerts.get(timeout=0.5).get("state", state))
+            doc = alerts.get(timeout=0.5)
+            device = str(doc.get("device_id"))
+            if device in state:
+                state[device], since[device] = str(doc.get("state")), time.monotonic()
         except queue.Empty:
-            if state != "raised" and time.monotonic() >= quiet_until:
-                return True
-    return state != "raised"
+            pass
+        for device in devices:
+            if state[device] != "raised" and time.monotonic() - since[device] >= 2.0:
+                return device
+    return devices[0]
 
 
 def _inject(node: str, device: str, port: int, clear: bool) -> bool:
@@ -85,27 +93,26 @@ def _inject(node: str, device: str, port: int, clear: bool) -> bool:
     return done.returncode == 0
 
 
-def run(node: str, device: str, port: int, say: Callable[[str], None]) -> dict[str, Any]:
-    """Inject, wait for raise and clear, then summarise the anomalies topic."""
-    topic = MqttSection().alert_topic_template.format(node_id=node, device_id=device)
+def run(node: str, devices: list[str], port: int, say: Callable[[str], None]) -> dict[str, Any]:
+    """Inject into a quiet device, wait for raise and clear, then summarise the topic."""
+    topic = MqttSection().alert_topic_template.format(node_id=node, device_id="+")
     alerts: queue.Queue[dict[str, Any]] = queue.Queue()
     sub = _alert_lines(port, topic, alerts)
     started = time.time()
     raised = cleared = None
     try:
-        if not _wait_quiet(alerts, 90):
-            say(f"{device} still has an alert from a random fault episode after 90 s")
+        device = pick_quiet(alerts, devices, 180)
         say(f"switching {device} (node {node}) into {FAULT}: fl sensor inject")
         injected_at = time.time()
         if not _inject(node, device, port, clear=False):
             say("fl sensor inject failed")
-        raised = _wait_state(alerts, "raised", injected_at, 120)
+        raised = _wait_state(alerts, device, "raised", injected_at, 120)
         if raised is None:
-            say(f"no alert on {topic} within 120 s")
+            say(f"no alert for {device} on {topic} within 120 s")
         else:
             latency = raised["detection_time"] - raised["reading_time"]
             say(
-                f"ALERT raised on {topic}: score {raised['score']:.3f} > threshold "
+                f"ALERT raised for {device}: score {raised['score']:.3f} > threshold "
                 f"{raised['threshold']:.3f} (model v{raised['model_version']}, "
                 f"{raised['over']} of the last {raised['window']} readings over); "
                 f"reading to alert {latency * 1000:.0f} ms, "
@@ -113,7 +120,7 @@ def run(node: str, device: str, port: int, say: Callable[[str], None]) -> dict[s
             )
         _inject(node, device, port, clear=True)
         cleared_from = time.time()
-        cleared = _wait_state(alerts, "cleared", cleared_from, 90) if raised else None
+        cleared = _wait_state(alerts, device, "cleared", cleared_from, 90) if raised else None
         if cleared is not None:
             say(f"alert cleared {cleared['detection_time'] - cleared_from:.1f} s after the fault")
     finally:
