@@ -134,6 +134,45 @@ def _failure_kind(exc: Exception) -> str:
     return type(exc).__name__
 
 
+def publish_dead_letter(
+    producer: Any, cfg: Config, node_id: str, rejected: Rejected, wait_s: float = 30.0
+) -> None:
+    """A rejected reading to the dead-letter topic (bounded, see ``service.deadletter``).
+
+    While the producer's queue is full it waits, up to ``wait_s``; a record the producer
+    refuses outright is logged and skipped, so one bad reading cannot stop the node.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            deadletter.publish(
+                producer,
+                cfg.kafka.dead_letter_topic,
+                rejected.payload,
+                reason=rejected.reason,
+                detail=rejected.detail,
+                source=f"fog:{cfg.kafka.sensor_topic(node_id)}",
+                node_id=node_id,
+            )
+            return
+        except BufferError:
+            if time.monotonic() >= deadline:
+                raise ServiceError(f"dead-letter queue still full after {wait_s:.0f} s") from None
+            producer.poll(0.1)
+        except KafkaException as exc:
+            if exc.args and isinstance(exc.args[0], KafkaError) and exc.args[0].fatal():
+                raise
+            event(
+                log,
+                "dead letter refused by Kafka, skipped",
+                logging.ERROR,
+                reason=rejected.reason,
+                error=str(exc)[:300],
+                bytes=len(rejected.payload or b""),
+            )
+            return
+
+
 def spark_jars(cfg: Config) -> list[str]:
     """The Kafka connector jars: SPARK_JARS, else the artifact cache, else none
     (hosts provisioned by Ansible have them in pyspark/jars)."""
@@ -190,15 +229,7 @@ def run(cfg: Config, node_id: str, shutdown: Shutdown | None = None) -> None:
         )
 
     def dead_letter(rejected: Rejected) -> None:
-        deadletter.publish(
-            producer,
-            cfg.kafka.dead_letter_topic,
-            rejected.payload,
-            reason=rejected.reason,
-            detail=rejected.detail,
-            source=f"fog:{cfg.kafka.sensor_topic(node_id)}",
-            node_id=node_id,
-        )
+        publish_dead_letter(producer, cfg, node_id, rejected)
 
     trainer = FogTrainer(cfg, node_id, publish, state_dir)
     stop = threading.Event()

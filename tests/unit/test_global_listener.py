@@ -1,7 +1,8 @@
-"""The fog node's global-model listener with Kafka swapped for a fake consumer.
+"""The fog node's Kafka edges with fakes: the global-model listener and dead letters.
 
 Issue #12, item 4: a listener started while Kafka is down must keep trying, and
 follow the topic once Kafka is back, instead of dying with ``caught_up`` set.
+Item 5: a rejected reading's dead letter must not stop the node.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from confluent_kafka import KafkaError, KafkaException
 
 from fl_runtime.config import Config, load_config
 from fl_runtime.core.messages import GlobalModel, encode_global
+from fl_runtime.errors import ServiceError
 from fl_runtime.fog import spark_driver
 from fl_runtime.fog.spark_driver import GlobalModelListener
+from fl_runtime.fog.trainer import Rejected
 
 
 class _Meta:
@@ -158,3 +161,50 @@ def test_listener_does_not_claim_caught_up_while_kafka_is_down(
         stop.set()
         listener.join(5)
     assert not listener.is_alive() and consumer.closed
+
+
+# --------------------------------------------------------------------------- dead letters
+class QueueFullProducer:
+    """Full for the first ``full_for`` calls, then refuses ``refuse`` or records."""
+
+    def __init__(self, full_for: int = 0, refuse: KafkaError | None = None) -> None:
+        self.full_for, self.refuse = full_for, refuse
+        self.records: list[dict[str, Any]] = []
+        self.polls = 0
+
+    def produce(self, topic: str, **kwargs: Any) -> None:
+        if self.full_for > 0:
+            self.full_for -= 1
+            raise BufferError("queue full")
+        if self.refuse is not None:
+            raise KafkaException(self.refuse)
+        self.records.append({"topic": topic, **kwargs})
+
+    def poll(self, timeout: float = 0.0) -> int:
+        self.polls += 1
+        return 0
+
+
+def test_fog_dead_letter_waits_for_room_and_skips_what_kafka_refuses(cfg: Config) -> None:
+    # Prepare
+    bad = Rejected(b"x" * 200_000, "oversized", "too big")
+    full, refusing = (
+        QueueFullProducer(full_for=3),
+        QueueFullProducer(refuse=KafkaError(KafkaError._INVALID_ARG)),
+    )
+
+    # Execute
+    spark_driver.publish_dead_letter(full, cfg, "1", bad)
+    spark_driver.publish_dead_letter(refusing, cfg, "1", bad)  # logged, not raised
+
+    # Assert
+    (record,) = full.records
+    assert full.polls == 3 and len(record["value"]) == 64 * 1024
+    assert refusing.records == []
+
+
+def test_fog_dead_letter_gives_up_loudly_when_the_queue_stays_full(cfg: Config) -> None:
+    producer = QueueFullProducer(full_for=10**9)
+
+    with pytest.raises(ServiceError, match="still full"):
+        spark_driver.publish_dead_letter(producer, cfg, "1", Rejected(b"{", "not-json", ""), 0.2)
