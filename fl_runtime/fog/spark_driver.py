@@ -16,7 +16,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 
 from fl_runtime.config import Config
 from fl_runtime.core.messages import WeightUpdate, decode_global, encode_update
@@ -34,8 +41,18 @@ from fl_runtime.service.common import (
 log = logging.getLogger("fl_runtime.fog")
 
 
+_RETRY_FIRST_S = 1.0
+_RETRY_MAX_S = 30.0
+
+
 class GlobalModelListener(threading.Thread):
-    """Follows the compacted global-model topic from its beginning."""
+    """Follows the compacted global-model topic from its beginning.
+
+    ``caught_up`` is set once the topic was read to the end it had when the listener
+    first reached it (or on stop). If Kafka cannot be reached, at start or later, the
+    listener retries with exponential backoff (``_RETRY_FIRST_S`` doubling up to
+    ``_RETRY_MAX_S``) until stopped, logging each kind of failure once, not each attempt.
+    """
 
     def __init__(
         self, cfg: Config, node_id: str, trainer: FogTrainer, stop: threading.Event
@@ -46,31 +63,114 @@ class GlobalModelListener(threading.Thread):
         self.stop = stop
         self.caught_up = threading.Event()
         self.consumer = Consumer(kafka_consumer_conf(cfg, f"fl-fog-{node_id}-global"))
+        self.failures: dict[str, int] = {}
 
     def run(self) -> None:
-        topic = self.cfg.kafka.global_model_topic
+        delay = _RETRY_FIRST_S
         try:
-            meta = self.consumer.list_topics(topic, timeout=15)
-            parts = list(meta.topics[topic].partitions) if topic in meta.topics else [0]
-            ends = {p: watermarks(self.consumer, topic, p)[1] for p in parts}
-            self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-            positions = dict.fromkeys(parts, 0)
-            if all(end == 0 for end in ends.values()):
-                self.caught_up.set()
             while not self.stop.is_set():
-                msg = self.consumer.poll(0.5)
-                if msg is None or msg.error():
-                    continue
-                positions[msg.partition() or 0] = (msg.offset() or 0) + 1
                 try:
-                    self.trainer.offer_global(decode_global(msg.value() or b""))
-                except ValidationError as exc:
-                    log.warning("ignoring an invalid global model: %s", exc)
-                if not self.caught_up.is_set() and all(positions[p] >= ends[p] for p in parts):
-                    self.caught_up.set()
+                    self._follow()
+                except Exception as exc:  # Kafka down, a topic missing: retry, never die
+                    if not self.failures:  # a new outage starts with the short delay
+                        delay = _RETRY_FIRST_S
+                    self._note_failure(exc, delay)
+                    self.stop.wait(delay)
+                    delay = min(delay * 2, _RETRY_MAX_S)
         finally:
             self.caught_up.set()
             self.consumer.close()
+
+    def _follow(self) -> None:
+        """Assign every partition from the beginning, then hand each model to the trainer."""
+        topic = self.cfg.kafka.global_model_topic
+        meta = self.consumer.list_topics(topic, timeout=15)
+        parts = list(meta.topics[topic].partitions) if topic in meta.topics else []
+        if not parts:
+            self.caught_up.set()  # nothing to catch up on, but keep trying to follow
+            raise ServiceError(f"topic {topic} has no partitions (topic-missing)")
+        ends = {p: watermarks(self.consumer, topic, p)[1] for p in parts}
+        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        self._recovered()
+        positions = dict.fromkeys(parts, 0)
+        if all(end == 0 for end in ends.values()):
+            self.caught_up.set()
+        while not self.stop.is_set():
+            msg = self.consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue  # librdkafka reconnects by itself once assigned
+            positions[msg.partition() or 0] = (msg.offset() or 0) + 1
+            try:
+                self.trainer.offer_global(decode_global(msg.value() or b""))
+            except ValidationError as exc:
+                log.warning("ignoring an invalid global model: %s", exc)
+            if not self.caught_up.is_set() and all(positions[p] >= ends[p] for p in parts):
+                self.caught_up.set()
+
+    def _note_failure(self, exc: Exception, retry_in: float) -> None:
+        kind = _failure_kind(exc)
+        seen = self.failures.get(kind, 0) + 1
+        self.failures[kind] = seen
+        event(
+            log,
+            "global-model topic unreachable, retrying",
+            logging.WARNING if seen == 1 else logging.DEBUG,
+            kind=kind,
+            error=str(exc)[:300],
+            attempts=seen,
+            retry_in=retry_in,
+        )
+
+    def _recovered(self) -> None:
+        if self.failures:
+            event(log, "global-model topic reachable again", failures=dict(self.failures))
+            self.failures.clear()
+
+
+def _failure_kind(exc: Exception) -> str:
+    """``KafkaException: _TRANSPORT``-style: the class and, for Kafka, the error code."""
+    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
+        return f"KafkaException: {exc.args[0].name()}"
+    return type(exc).__name__
+
+
+def publish_dead_letter(
+    producer: Any, cfg: Config, node_id: str, rejected: Rejected, wait_s: float = 30.0
+) -> None:
+    """A rejected reading to the dead-letter topic (bounded, see ``service.deadletter``).
+
+    While the producer's queue is full it waits, up to ``wait_s``; a record the producer
+    refuses outright is logged and skipped, so one bad reading cannot stop the node.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            deadletter.publish(
+                producer,
+                cfg.kafka.dead_letter_topic,
+                rejected.payload,
+                reason=rejected.reason,
+                detail=rejected.detail,
+                source=f"fog:{cfg.kafka.sensor_topic(node_id)}",
+                node_id=node_id,
+            )
+            return
+        except BufferError:
+            if time.monotonic() >= deadline:
+                raise ServiceError(f"dead-letter queue still full after {wait_s:.0f} s") from None
+            producer.poll(0.1)
+        except KafkaException as exc:
+            if exc.args and isinstance(exc.args[0], KafkaError) and exc.args[0].fatal():
+                raise
+            event(
+                log,
+                "dead letter refused by Kafka, skipped",
+                logging.ERROR,
+                reason=rejected.reason,
+                error=str(exc)[:300],
+                bytes=len(rejected.payload or b""),
+            )
+            return
 
 
 def spark_jars(cfg: Config) -> list[str]:
@@ -129,15 +229,7 @@ def run(cfg: Config, node_id: str, shutdown: Shutdown | None = None) -> None:
         )
 
     def dead_letter(rejected: Rejected) -> None:
-        deadletter.publish(
-            producer,
-            cfg.kafka.dead_letter_topic,
-            rejected.payload,
-            reason=rejected.reason,
-            detail=rejected.detail,
-            source=f"fog:{cfg.kafka.sensor_topic(node_id)}",
-            node_id=node_id,
-        )
+        publish_dead_letter(producer, cfg, node_id, rejected)
 
     trainer = FogTrainer(cfg, node_id, publish, state_dir)
     stop = threading.Event()

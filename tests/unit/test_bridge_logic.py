@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 from prometheus_client import CollectorRegistry
 
 from fl_runtime.config import load_config
@@ -22,6 +23,7 @@ from fl_runtime.edge.sensor.tracking import SensorMetrics, Tracker
 from fl_runtime.errors import ConfigError
 from fl_runtime.fog.bridge.forwarding import BridgeCore, Incoming
 from fl_runtime.fog.bridge.metrics import BridgeMetrics
+from fl_runtime.fog.bridge.mqtt import wire
 from fl_runtime.fog.bridge.routes import (
     Route,
     default_route,
@@ -29,6 +31,7 @@ from fl_runtime.fog.bridge.routes import (
     node_filter,
     parse_route,
 )
+from fl_runtime.service import deadletter
 from fl_runtime.service.common import Shutdown
 from fl_runtime.service.deadletter import read_headers
 
@@ -252,6 +255,104 @@ def test_inflight_counts_everything_unsettled() -> None:
 
     assert core.inflight == 3
     assert acker.acks == [(1, 1), (3, 1)]
+
+
+# --------------------------------------------------------------------------- poison pills
+KAFKA_MAX_MESSAGE = 1_000_000  # librdkafka's message.max.bytes
+
+
+class StrictProducer(FakeProducer):
+    """Raises what confluent-kafka raises: oversized values, or ``refuse`` for a topic."""
+
+    def __init__(self, refuse: dict[str, KafkaError] | None = None) -> None:
+        super().__init__()
+        self.refuse = refuse or {}
+
+    def produce(self, topic: str, *args: Any, **kwargs: Any) -> None:
+        if topic in self.refuse:
+            raise KafkaException(self.refuse[topic])
+        if len(kwargs.get("value") or b"") > KAFKA_MAX_MESSAGE:
+            raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
+        super().produce(topic, *args, **kwargs)
+
+
+def test_payload_over_the_producer_limit_is_dead_lettered_truncated_and_the_next_goes_on() -> None:
+    # Prepare: a routed topic carrying 2 MB of garbage, then a valid reading
+    core, producer, acker, metrics = make_core(StrictProducer())
+    giant = b"x" * 2_000_000
+
+    # Execute
+    core.handle(Incoming(7, 1, "factory/node-3/node3-dev1/readings", giant))
+    core.handle(incoming(reading(), mid=8))
+    producer.deliver(0)
+    producer.deliver(1)
+
+    # Assert: dead-lettered (bounded, original size kept), acked, and forwarding goes on
+    dead, forwarded = producer.records
+    assert dead["topic"] == "fl-dead-letter" and forwarded["topic"] == "sensor-data-node-3"
+    assert dead["value"] == giant[: deadletter.MAX_VALUE_BYTES]
+    headers = read_headers(dead["headers"])
+    assert headers["reason"] == "oversized" and headers["original_bytes"] == "2000000"
+    assert acker.acks == [(7, 1), (8, 1)]
+    assert metrics.value("fl_bridge_dead_lettered_total", reason="oversized") == 1
+    assert metrics.value("fl_bridge_forwarded_total") == 1
+    assert core.failure is None and core.inflight == 0
+
+
+def test_valid_reading_that_kafka_refuses_is_dead_lettered_not_fatal() -> None:
+    refuse = {"sensor-data-node-3": KafkaError(KafkaError._INVALID_ARG)}
+    core, producer, acker, metrics = make_core(StrictProducer(refuse))
+
+    core.handle(incoming(reading(), mid=3))
+    producer.deliver(0)
+
+    assert [r["topic"] for r in producer.records] == ["fl-dead-letter"]
+    headers = read_headers(producer.records[0]["headers"])
+    assert headers["reason"] == "kafka-refused" and "_INVALID_ARG" in headers["detail"]
+    assert acker.acks == [(3, 1)] and core.failure is None
+    assert metrics.value("fl_bridge_dead_lettered_total", reason="kafka-refused") == 1
+
+
+def test_fatal_producer_error_stops_the_bridge_instead_of_killing_the_mqtt_thread() -> None:
+    fatal = KafkaError(KafkaError._FATAL, "idempotence broken", fatal=True)
+    core, producer, acker, _ = make_core(StrictProducer({"sensor-data-node-3": fatal}))
+
+    core.handle(incoming(reading(), mid=4))  # must not raise into paho's thread
+
+    assert producer.records == [] and acker.acks == []
+    assert core.failure is not None and "idempotence broken" in core.failure
+    assert core.inflight == 0
+
+
+def test_dead_letter_topic_refusing_a_record_drops_it_loudly_and_goes_on() -> None:
+    refuse = {"fl-dead-letter": KafkaError(KafkaError._INVALID_ARG)}
+    core, producer, acker, metrics = make_core(StrictProducer(refuse))
+
+    core.handle(Incoming(5, 1, "factory/node-3/node3-dev1/readings", b"{not json"))
+    core.handle(incoming(reading(), mid=6))
+    producer.deliver(0)
+
+    assert acker.acks == [(5, 1), (6, 1)]  # a poison pill must not block its window slot
+    assert metrics.value("fl_bridge_dropped_total", reason="not-json") == 1
+    assert core.failure is None and core.inflight == 0
+
+
+def test_an_unexpected_error_in_on_message_stops_the_bridge_not_the_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    core, _, _, _ = make_core()
+    client = type("Client", (), {})()
+    wire(client, core, core.routes, LOG)
+
+    def boom(_msg: Incoming) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(core, "handle", boom)  # a bug in the core
+    message = type("M", (), {"mid": 1, "qos": 1, "topic": "t", "payload": b"", "dup": 0})()
+
+    client.on_message(client, None, message)  # set by wire(); raises nothing
+
+    assert core.failure is not None and "a bug" in core.failure
 
 
 # --------------------------------------------------------------------------- the sensor

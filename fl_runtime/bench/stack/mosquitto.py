@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import getpass
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -13,6 +15,15 @@ from fl_runtime.bench.stack.ports import LOOPBACK, free_port, is_listening, wait
 from fl_runtime.bench.stack.process import ManagedProcess, ManagedServer
 
 MOSQUITTO = "/usr/sbin/mosquitto"
+
+# The ``mosquitto`` role's defaults that the harness can take, and its keyword for each.
+ROLE_OPTIONS = {
+    "mosquitto_max_inflight_messages": "max_inflight",
+    "mosquitto_max_queued_messages": "max_queued",
+    "mosquitto_autosave_interval": "autosave_interval",
+    "mosquitto_autosave_on_changes": "autosave_on_changes",
+    "mosquitto_message_size_limit": "message_size_limit",
+}
 
 
 class MosquittoBroker(ManagedServer):
@@ -26,7 +37,11 @@ class MosquittoBroker(ManagedServer):
         max_inflight: int = 1000,
         max_queued: int = 1_000_000,
         autosave_interval: int = 1,
+        autosave_on_changes: bool = False,
+        message_size_limit: int = 0,
     ) -> None:
+        """``autosave_on_changes`` and ``message_size_limit`` as in mosquitto.conf(5);
+        tests pass the ``mosquitto`` role's defaults to run the production settings."""
         found = shutil.which(binary)
         if found is None:
             raise RuntimeError(f"{binary} not found: apt-get install mosquitto")
@@ -36,7 +51,15 @@ class MosquittoBroker(ManagedServer):
         self.port = free_port()
         self.conf_path = workdir / "mosquitto.conf"
         self._settings = (max_inflight, max_queued, autosave_interval)
+        self._autosave_on_changes = autosave_on_changes
+        self._message_size_limit = message_size_limit
         self._process = ManagedProcess("mosquitto", workdir / "mosquitto.log")
+
+    @classmethod
+    def from_role(cls, workdir: Path, role_defaults: Mapping[str, Any]) -> MosquittoBroker:
+        """A broker with the settings of the ``mosquitto`` role's defaults (parsed YAML),
+        so that tests run what the hosts run."""
+        return cls(workdir, **{kw: role_defaults[var] for var, kw in ROLE_OPTIONS.items()})
 
     def start(self, timeout: float = 20.0) -> MosquittoBroker:
         (self.workdir / "data").mkdir(parents=True, exist_ok=True)
@@ -67,6 +90,8 @@ class MosquittoBroker(ManagedServer):
                 "persistence true",
                 f"persistence_location {self.workdir / 'data'}/",
                 f"autosave_interval {autosave}",
+                f"autosave_on_changes {str(self._autosave_on_changes).lower()}",
+                f"message_size_limit {self._message_size_limit}",
                 f"max_inflight_messages {max_inflight}",
                 f"max_queued_messages {max_queued}",
                 "log_dest stdout",

@@ -2,6 +2,14 @@
 
 :class:`BridgeCore` gets messages through :meth:`BridgeCore.handle` and acknowledges
 through any object with ``ack(mid, qos)``, so tests drive it with fakes.
+
+No payload may stop the bridge (issue #12, poison pills). What Kafka's producer refuses
+at once (``KafkaException``: a record over ``message.max.bytes`` is ``oversized``, any
+other refusal ``kafka-refused``; ``ValueError``/``TypeError`` likewise) is dead-lettered
+instead, and the dead letter itself is bounded (:mod:`fl_runtime.service.deadletter`).
+If even the dead-letter topic refuses a record, the message is acked, logged and counted
+in ``fl_bridge_dropped``, so it cannot hold a slot of the window for ever. Only a fatal
+producer error stops the bridge (``failure``), to be restarted by systemd.
 """
 
 from __future__ import annotations
@@ -148,13 +156,15 @@ class BridgeCore:
             return
         token = self._track(msg)
         callback = functools.partial(self._delivered, token, None)
-        self._produce(
+        refused = self._produce(
             token,
             route.kafka_topic,
             value=msg.payload,
             key=reading.device_id.encode(),
             on_delivery=callback,
         )
+        if refused is not None:
+            self._reject(msg, *refused)
 
     def _route(self, topic: str) -> Route | None:
         """The first route matching ``topic``, remembered (a node has few topics)."""
@@ -189,15 +199,36 @@ class BridgeCore:
         )
         token = self._track(msg)
         callback = functools.partial(self._delivered, token, reason)
-        headers = deadletter.headers(reason, detail, f"bridge:{msg.topic}", self.node_id)
-        self._produce(
-            token,
-            self.dead_letter_topic,
-            value=msg.payload,
-            key=None,
-            headers=headers,
-            on_delivery=callback,
+        dead = deadletter.record(
+            msg.payload,
+            reason=reason,
+            detail=detail,
+            source=f"bridge:{msg.topic}",
+            node_id=self.node_id,
         )
+        refused = self._produce(
+            token, self.dead_letter_topic, key=None, on_delivery=callback, **dead
+        )
+        if refused is not None:
+            self._drop(msg, reason, refused)
+
+    def _drop(self, msg: Incoming, reason: str, refused: tuple[str, str]) -> None:
+        """Even the dead-letter topic refused it: ack it, so it cannot block the window."""
+        self._metrics.dropped.labels(reason=reason).inc()
+        event(
+            self._log,
+            "message dropped: the dead-letter topic refused it",
+            logging.ERROR,
+            reason=reason,
+            refusal=refused[0],
+            detail=refused[1][:200],
+            topic=msg.topic[:200],
+            bytes=len(msg.payload),
+        )
+        with self._lock:
+            current = self._connected
+        if current and msg.qos > 0:
+            self._acker.ack(msg.mid, msg.qos)
 
     def _track(self, msg: Incoming) -> int:
         with self._lock:
@@ -206,17 +237,42 @@ class BridgeCore:
             self._pending[token] = _Pending(self._generation, msg.mid, msg.qos)
         return token
 
-    def _produce(self, token: int, topic: str, **kwargs: Any) -> None:
-        """Hand one record to the producer, waiting while its bounded queue is full."""
+    def _produce(self, token: int, topic: str, **kwargs: Any) -> tuple[str, str] | None:
+        """Hand one record to the producer, waiting while its bounded queue is full.
+
+        Returns ``(reason, detail)`` if the producer refused the record (it is then
+        forgotten); a fatal producer error sets :attr:`failure` and returns None.
+        """
+        from confluent_kafka import KafkaError, KafkaException
+
         while True:
             try:
                 self._producer.produce(topic, **kwargs)
-                return
+                return None
             except BufferError:
                 if not self._accepting:
                     self._forget(token)
-                    return
+                    return None
                 time.sleep(_BUFFER_FULL_SLEEP)
+            except KafkaException as exc:
+                self._forget(token)
+                error = exc.args[0] if exc.args else None
+                if isinstance(error, KafkaError) and error.fatal():
+                    self.fail(f"the Kafka producer failed for good: {error.str()}")
+                    return None
+                size = len(kwargs.get("value") or b"")
+                if isinstance(error, KafkaError) and error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                    return "oversized", f"Kafka refused a {size}-byte record for {topic}: {exc}"
+                return "kafka-refused", f"Kafka refused a {size}-byte record for {topic}: {exc}"
+            except (ValueError, TypeError) as exc:
+                self._forget(token)
+                return "kafka-refused", f"Kafka refused a record for {topic}: {exc!r}"
+
+    def fail(self, reason: str) -> None:
+        """Stop the bridge (``run_bridge`` raises) without killing the calling thread."""
+        if self._failure is None:
+            self._failure = reason
+        event(self._log, "bridge failing", logging.ERROR, reason=reason[:300])
 
     def _forget(self, token: int) -> None:
         with self._lock:

@@ -13,6 +13,7 @@ class BridgeMetrics:
     received: Counter
     forwarded: Counter
     dead_lettered: Counter
+    dropped: Counter
     redelivered: Counter
     kafka_delivery_errors: Counter
     inflight: Gauge
@@ -29,6 +30,12 @@ class BridgeMetrics:
             dead_lettered=Counter(
                 "fl_bridge_dead_lettered",
                 "Invalid payloads written to the dead-letter topic (confirmed), by reason.",
+                ["reason"],
+                registry=reg,
+            ),
+            dropped=Counter(
+                "fl_bridge_dropped",
+                "Messages neither Kafka topic would take: acked, logged and lost, by reason.",
                 ["reason"],
                 registry=reg,
             ),

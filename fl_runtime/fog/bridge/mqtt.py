@@ -76,7 +76,13 @@ def wire(
             topic = message.topic
         except UnicodeDecodeError:
             topic = repr(message._topic)
-        core.handle(Incoming(message.mid, message.qos, topic, message.payload, bool(message.dup)))
+        try:
+            core.handle(
+                Incoming(message.mid, message.qos, topic, message.payload, bool(message.dup))
+            )
+        except Exception as exc:  # a bug: stop the bridge, never paho's thread alone
+            log.exception("message handling failed")
+            core.fail(f"message handling failed: {exc!r}")
 
     def on_connect_fail(_c: Any, _u: Any) -> None:
         event(log, "mqtt broker unreachable, retrying", logging.WARNING)
