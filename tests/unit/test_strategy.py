@@ -239,7 +239,7 @@ def test_scaffold_server_control_moves_by_participants_over_nodes_seen() -> None
     assert np.allclose(agg.control, [1.0, 2.0])  # (1/N) * sum of deltas, N = 4
 
 
-def test_scaffold_late_update_from_the_same_base_moves_control_only_by_what_it_adds() -> None:
+def test_scaffold_control_counts_each_admitted_delta_once_per_base() -> None:
     # Prepare: a restored variate and the nodes seen, as the service gives them
     agg = BatchAggregator(dim=2, strategy="scaffold", control=np.array([1.0, 1.0]), seen=["1", "2"])
     agg.submit(ClientUpdate("1", np.ones(2), 10, 0, 100.0, control_delta=np.array([2.0, 0.0])))
@@ -250,9 +250,12 @@ def test_scaffold_late_update_from_the_same_base_moves_control_only_by_what_it_a
     assert agg.aggregate(101.0) is not None
     # Assert: only [4, 0] - [2, 0] counts
     assert np.allclose(agg.control, [3.0, 1.0])
-    agg.submit(ClientUpdate("1", np.ones(2), 10, 2, 102.0, control_delta=np.array([0.0, 2.0])))
-    assert agg.aggregate(102.0) is not None
-    assert np.allclose(agg.control, [3.0, 2.0])
+    # Execute: a late one from the old base, replaced by one from the new base
+    agg.submit(ClientUpdate("1", np.ones(2), 10, 0, 102.0, control_delta=np.array([6.0, 0.0])))
+    agg.submit(ClientUpdate("1", np.ones(2), 10, 2, 103.0, control_delta=np.array([0.0, 2.0])))
+    assert agg.aggregate(103.0) is not None
+    # Assert: both count (the node adopted the late one's variate): + ([2, 0] + [0, 2]) / 2
+    assert np.allclose(agg.control, [4.0, 2.0])
 
 
 def test_absurd_control_delta_is_rejected() -> None:
