@@ -27,11 +27,14 @@ model (``control``), ``c_i`` is this node's variate. At each publish the node se
 ``c_i(new) - c_i`` with ``c_i(new)`` from :func:`~fl_runtime.core.strategy.scaffold_control`
 over the local steps since the base; ``c_i(new)`` becomes the node's variate when the
 next global model arrives, and only if an update was actually published. Every update
-from one base is relative to the same ``c_i``, so a later one replaces an earlier one
-on the aggregator (see :class:`~fl_runtime.core.strategy.BatchAggregator`). Before the
-first global model the node follows its own setting. ``CLASS_WEIGHT = balanced``
-weights by the label counts the global model pools over the fleet (``label_counts``),
-and by this node's own counts until a model carries them.
+from one base is relative to the same ``c_i``, so the aggregator counts only what a
+later one adds (see :class:`~fl_runtime.core.strategy.BatchAggregator`). A model
+of another strategy resets ``c_i`` to zero, as the server's ``c`` starts from zero
+when SCAFFOLD is switched on. The variates are not re-expressed when the federated
+scaler moves between versions (it moves little once the fleet has seen a few
+thousand readings). Before the first global model the node follows its own setting.
+``CLASS_WEIGHT = balanced`` weights by the label counts the global model pools over
+the fleet (``label_counts``), and by this node's own counts until a model carries them.
 
 Restart safety: Spark's checkpoint holds the Kafka offsets, and the trainer's own
 state (weights, base version, feature stats, held-out slice, last batch id, and what
@@ -221,7 +224,9 @@ class FogTrainer:
         self.server_control = (
             np.array(model.control) if model.control is not None else np.zeros(WEIGHT_DIM)
         )
-        if self.control_next is not None:
+        if model.strategy != "scaffold":  # the server's c restarts at zero with scaffold
+            self.control, self.control_next = np.zeros(WEIGHT_DIM), None
+        elif self.control_next is not None:
             self.control, self.control_next = self.control_next, None
 
     def strategy(self) -> str:

@@ -236,6 +236,11 @@ def test_scaffold_node_corrects_by_the_global_variate_and_stages_its_own(
     trainer.process_batch(batch(seed=1), 1)
     np.testing.assert_allclose(trainer.control, expected)
     assert trainer.control_next is None
+    # ... and dropped under a model of another strategy (the server's c restarts at 0)
+    trainer.offer_global(replace(scaffold_model(3, None), strategy="fedavgm"))
+    trainer.process_batch(batch(seed=2), 2)
+    assert not trainer.control.any() and trainer.maybe_publish(force=True) is not None
+    assert trainer.make_update().control_delta is None
 
 
 def test_scaffold_variates_survive_a_restart(cfg: Config, tmp_path: Path) -> None:
