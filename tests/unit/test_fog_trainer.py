@@ -19,7 +19,7 @@ from fl_runtime.core.messages import (
 )
 from fl_runtime.core.model import Confusion
 from fl_runtime.core.scaling import FeatureStats, Scaler, merge_all, to_raw
-from fl_runtime.core.strategy import fedavg
+from fl_runtime.core.strategy import BatchAggregator, ClientUpdate, fedavg
 from fl_runtime.core.threshold import learn_threshold
 from fl_runtime.edge.machines import NodeSimulator
 from fl_runtime.fog.trainer import UNLABELLED, FogTrainer, Rejected, parse_rows
@@ -347,3 +347,74 @@ def test_trainers_learn_with_most_readings_unlabelled_and_the_threshold_helps(
     at_half = Confusion.of(model.weights_array(), x, y).f1
     at_learned = Confusion.of(model.weights_array(), x, y, threshold=learned.threshold).f1
     assert at_half > 0.7 and at_learned >= at_half - 0.01
+
+
+def client(u: WeightUpdate, timestamp: float) -> ClientUpdate:
+    delta = None if u.control_delta is None else np.array(u.control_delta)
+    return ClientUpdate(
+        u.node_id, u.weights_array(), u.n_samples, u.base_version, timestamp, u.update_id,
+        control_delta=delta,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("strategy", ["scaffold", "fedavgm"])
+def test_streaming_fleet_follows_the_aggregators_strategy_with_late_updates(
+    cfg: Config, strategy: str
+) -> None:
+    # Prepare: two nodes on the lab's cadence (two publishes per round, 80 % of the
+    # readings unlabelled); their own AGGREGATION_STRATEGY stays the default, fedavg
+    nodes = ["1", "2"]
+    sims = {n: NodeSimulator(n, seed=3, run_id="stream", unlabelled_share=0.8) for n in nodes}
+    trainers = {n: FogTrainer(cfg, n, lambda u: None) for n in nodes}
+    stats: dict[str, FeatureStats] = {}
+
+    def scaler() -> Scaler | None:
+        merged = merge_all(stats.values())
+        return Scaler.from_stats(merged) if merged.n > 1 else None
+
+    agg = BatchAggregator(dim=6, strategy=strategy, scaler=scaler, max_age_s=1e9)
+    ts, batch_id, model = 1.8e9, 0, None
+    # Execute: 30 rounds; in every third one node 1 publishes once more from the old
+    # base after the round closed (a late update, replaced before the next round)
+    for version in range(1, 31):
+        for n in nodes:
+            for _ in range(2):
+                readings = sims[n].readings(200, ts, 40)
+                trainers[n].process_batch([encode_reading(r) for r in readings], batch_id)
+                batch_id, ts = batch_id + 1, ts + 5
+                u = trainers[n].maybe_publish(force=True)
+                assert u is not None and u.feature_stats is not None
+                fs = u.feature_stats
+                stats[n] = FeatureStats(fs.n, np.array(fs.mean), np.array(fs.m2))
+                agg.submit(client(u, ts))
+        out = agg.aggregate(ts)
+        assert out is not None
+        sc = scaler()
+        assert sc is not None
+        model = GlobalModel(
+            out.version, out.version, out.weights.tolist(), time.time(), strategy, nodes, 0,
+            sc.mean.tolist(), sc.std.tolist(),
+            control=agg.control.tolist() if strategy == "scaffold" else None,
+        )  # fmt: skip
+        if version % 3 == 0 and version < 30:
+            readings = sims["1"].readings(100, ts, 40)
+            trainers["1"].process_batch([encode_reading(r) for r in readings], batch_id)
+            batch_id += 1
+            late = trainers["1"].maybe_publish(force=True)
+            assert late is not None and late.base_version == version - 1
+            agg.submit(client(late, ts + 1))
+        for t in trainers.values():
+            t.offer_global(model)
+            t.process_batch([], batch_id)  # the model is applied at the next batch
+        batch_id += 1
+    # Assert: the nodes trained as the model asked, a useful model came out, and under
+    # SCAFFOLD the server's c is the mean of the nodes' variates (nothing lost or
+    # counted twice across repeated and late updates)
+    assert model is not None and all(t.strategy() == strategy for t in trainers.values())
+    fresh = [r for n in nodes for r in NodeSimulator(n, seed=8).readings(2000, 0, 20)]
+    x = np.array([r.features() for r in fresh])
+    y = np.array([r.anomaly for r in fresh], dtype=np.int8)
+    assert Confusion.of(model.weights_array(), x, y).f1 > 0.85
+    mean_control = np.mean([t.control for t in trainers.values()], axis=0)
+    np.testing.assert_allclose(agg.control, mean_control, atol=1e-9)
+    assert agg.control.any() == (strategy == "scaffold")
