@@ -217,6 +217,8 @@ class FogTrainer:
     def _follow(self, model: GlobalModel) -> None:
         """Take what local training needs from a new global model; adopt the variate
         of the last update published from the previous base."""
+        if model.strategy != self.global_strategy:
+            log.info("following strategy %s from global version %d", model.strategy, model.version)
         self.global_strategy = model.strategy
         self.global_mu = model.fedprox_mu
         if model.label_counts is not None:  # else keep the last pooled counts
