@@ -11,7 +11,9 @@ Record fields (schema ``fl-agglog/1``)::
     round             int, 1-based round counter
     global_version    int, version of the global model this round produced
     mode              "batch" | "async" | "simulation"
-    strategy          "fedavg" | "median" | "trimmed-mean" | "fedbuff"
+    strategy          batch mode: AGGREGATION_STRATEGY ("fedavg" | "median" |
+                      "trimmed-mean" | "fedprox" | "fedavgm" | "fedadam" |
+                      "scaffold"); async mode: "fedbuff" (whatever strategy it runs)
     started_at        float, unix seconds
     finished_at       float, unix seconds
     participants      [{node_id, n_samples, staleness_s, staleness_versions,

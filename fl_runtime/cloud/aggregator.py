@@ -12,6 +12,20 @@ histograms for the newest evaluated version are summed and the threshold chosen
 from them (``DETECTION_TARGET_PRECISION``; :mod:`fl_runtime.core.threshold`). A
 round without histograms carries the last learned threshold forward, also across
 a restart. A fixed ``DETECTION_THRESHOLD`` is applied by the scorers, not here.
+
+Each global model also carries what the nodes' local training needs from the
+strategy, so ``AGGREGATION_STRATEGY`` on this host alone decides for the fleet: its
+name (``fedbuff`` in async mode), ``fedprox_mu`` (this host's ``FEDPROX_MU``, under
+fedprox in either mode), SCAFFOLD's server variate ``control`` (batch mode) and the
+label counts pooled from every node's latest held-out evaluation (``tp + fn``
+positives of ``n``; CLASS_WEIGHT = balanced uses them).
+
+Restart: the weights, version, round and threshold resume from the latest global
+model, and so does SCAFFOLD's server variate (with the nodes seen rebuilt from that
+model's participants, until others publish again). fedavgm's velocity and fedadam's
+moments are not on the wire: they start again at zero (fedadam's first steps are
+bias-corrected ones again). Feature statistics, evaluations and label counts are
+rebuilt from the next updates.
 """
 
 from __future__ import annotations
@@ -19,6 +33,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -146,9 +161,9 @@ class AggregatorService:
             server_optimizer,
         )
 
-        # Server optimizer state (fedavgm's velocity, fedadam's moments) and SCAFFOLD's
-        # server control variate live in memory: after a restart they start again at
-        # zero, and the weights resume from the latest global model above.
+        # Server optimizer state (fedavgm's velocity, fedadam's moments) lives in
+        # memory: after a restart it starts again at zero, and the weights resume from
+        # the latest global model above. SCAFFOLD's server variate comes back with it.
         agg = self.cfg.aggregation
         if self.mode == "async" and agg.strategy not in ASYNC_STRATEGIES:
             event(
@@ -193,6 +208,8 @@ class AggregatorService:
                 max_norm=self.cfg.aggregation.max_update_norm,
                 initial=initial,
                 version=version,
+                control=np.array(latest.control) if latest and latest.control else None,
+                seen=latest.participants if latest else (),
             )
         VERSION.set(version)
 
@@ -246,6 +263,9 @@ class AggregatorService:
             update.timestamp,
             update.update_id,
             update.local_loss,
+            control_delta=None
+            if update.control_delta is None
+            else np.asarray(update.control_delta, dtype=np.float64),
         )
         if self.fedbuff is not None:
             outcome = self.fedbuff.submit(client, now=time.time())
@@ -327,6 +347,7 @@ class AggregatorService:
             scaler_mean=scaler.mean.tolist() if scaler else None,
             scaler_std=scaler.std.tolist() if scaler else None,
             threshold=threshold.threshold,
+            **self._for_nodes(),
         )
         aggregate_ms = (time.perf_counter() - t0) * 1000
         t1 = time.perf_counter()
@@ -375,6 +396,18 @@ class AggregatorService:
             threshold_source=threshold.source,
             discarded=len(outcome.discarded),
         )
+
+    def _for_nodes(self) -> dict[str, Any]:
+        """The global model's fields for the nodes' local training (see the module)."""
+        agg = self.cfg.aggregation
+        scaffold = self.batch is not None and self.batch.strategy == "scaffold"
+        evals = self.state.evals.values()
+        n = sum(c.n for c in evals)
+        return {
+            "fedprox_mu": self.cfg.training.fedprox_mu if agg.strategy == "fedprox" else None,
+            "control": self.batch.control.tolist() if scaffold and self.batch else None,
+            "label_counts": [n, sum(c.tp + c.fn for c in evals)] if n else None,
+        }
 
     def _scaler(self) -> Scaler | None:
         merged = merge_all(self.state.stats.values())

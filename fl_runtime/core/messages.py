@@ -11,7 +11,7 @@ Reason codes: ``oversized``, ``not-json``, ``not-object``, ``schema``,
 ``out-of-range``, ``wrong-dimension``, ``bad-format``.
 
 The module reads top to bottom: the field checks the schemas share, then the sensor
-reading, the weight update and the global model. It stays one module (about 360
+reading, the weight update and the global model. It stays one module (about 440
 lines) because the three schemas and their checks are versioned together.
 """
 
@@ -34,10 +34,15 @@ from fl_runtime.errors import ValidationError
 # listed in *_SCHEMAS, so a fleet upgrades one host at a time.
 READING_SCHEMA = "fedge.sensor_reading.v2"  # v2: the anomaly label is optional
 READING_SCHEMAS = ("fedge.sensor_reading.v1", READING_SCHEMA)
-UPDATE_SCHEMA = "fedge.weight_update.v2"  # v2: evaluation may carry score histograms
+# v2: evaluation may carry score histograms; later optional: SCAFFOLD's control_delta
+UPDATE_SCHEMA = "fedge.weight_update.v2"
 UPDATE_SCHEMAS = ("fedge.weight_update.v1", UPDATE_SCHEMA)
-GLOBAL_SCHEMA = "fedge.global_model.v2"  # v2: the learned alert threshold
+# v2: the learned alert threshold; later optional: fedprox_mu, control, label_counts
+GLOBAL_SCHEMA = "fedge.global_model.v2"
 GLOBAL_SCHEMAS = ("fedge.global_model.v1", GLOBAL_SCHEMA)
+# Optional fields added within a version are left out of the encoded message while
+# they are None, so a host that predates them still reads what a newer one sends
+# unless the feature is in use (see _drop_unset).
 # Score histograms: SCORE_BINS equal bins over [0, 1]; bin i holds scores in
 # [i / SCORE_BINS, (i + 1) / SCORE_BINS), the last bin includes 1.0.
 SCORE_BINS = 100
@@ -200,6 +205,11 @@ def _reject_constant(name: str) -> float:
     raise _fail("not-finite", f"payload contains {name}")
 
 
+def _drop_unset(doc: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """``doc`` without those of ``names`` that are None (fields added to a version)."""
+    return {k: v for k, v in doc.items() if not (k in names and v is None)}
+
+
 def _dump(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
@@ -298,7 +308,10 @@ _UPDATE_FIELDS = (
     _Field("local_loss", _nullable(_number(0.0, 1e6))),
     _Field("evaluation", _nullable(_object(_EVAL_FIELDS))),
     _Field("feature_stats", _nullable(_object(_STATS_FIELDS))),
+    # optional in v2: SCAFFOLD's change of the node's control variate
+    _Field("control_delta", _nullable(_vector(WEIGHT_DIM)), optional=True),
 )
+_UPDATE_ADDED = ("control_delta",)
 
 
 @dataclass(frozen=True)
@@ -334,12 +347,16 @@ class WeightUpdate:
     local_loss: float | None = None
     evaluation: EvalCounts | None = None
     feature_stats: FeatureStatsMsg | None = None
+    # SCAFFOLD: c_i(new) - c_i(old), the change of this node's control variate, for
+    # weights on features standardised with the global model's scaler (like
+    # GlobalModel.control); None for every other strategy.
+    control_delta: list[float] | None = None
 
     def weights_array(self) -> np.ndarray:
         return np.asarray(self.weights, dtype=np.float64)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": UPDATE_SCHEMA, **asdict(self)}
+        return _drop_unset({"schema": UPDATE_SCHEMA, **asdict(self)}, _UPDATE_ADDED)
 
 
 def encode_update(update: WeightUpdate) -> bytes:
@@ -376,7 +393,12 @@ _GLOBAL_FIELDS = (
     _Field("n_total", _integer(0, 2**53)),
     # v2: the alert threshold on P(anomaly), learned from federated score histograms
     _Field("threshold", _nullable(_number(0.0, 1.0)), optional=True),
+    # optional in v2: what the nodes' local training needs from the strategy
+    _Field("fedprox_mu", _nullable(_number(0.0, 100.0)), optional=True),
+    _Field("control", _nullable(_vector(WEIGHT_DIM)), optional=True),
+    _Field("label_counts", _nullable(_counts(2)), optional=True),
 )
+_GLOBAL_ADDED = ("fedprox_mu", "control", "label_counts")
 
 
 @dataclass(frozen=True)
@@ -391,12 +413,20 @@ class GlobalModel:
     scaler_mean: list[float] | None = None
     scaler_std: list[float] | None = None
     threshold: float | None = None  # None: no histograms yet, scorers use their default
+    # fedprox: the proximal weight mu every node applies (the aggregator's FEDPROX_MU)
+    fedprox_mu: float | None = None
+    # scaffold: the server control variate c, for weights on features standardised
+    # with this model's scaler (scaler_mean, scaler_std), bias last
+    control: list[float] | None = None
+    # [n, positives]: labelled readings in the nodes' held-out slices, pooled over
+    # every node the aggregator has heard from (CLASS_WEIGHT = balanced uses them)
+    label_counts: list[int] | None = None
 
     def weights_array(self) -> np.ndarray:
         return np.asarray(self.weights, dtype=np.float64)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": GLOBAL_SCHEMA, **asdict(self)}
+        return _drop_unset({"schema": GLOBAL_SCHEMA, **asdict(self)}, _GLOBAL_ADDED)
 
 
 def encode_global(model: GlobalModel) -> bytes:
@@ -406,4 +436,7 @@ def encode_global(model: GlobalModel) -> bytes:
 def decode_global(payload: bytes | str) -> GlobalModel:
     checked = _check_fields(_parse(payload, GLOBAL_SCHEMAS, MAX_GLOBAL_BYTES), _GLOBAL_FIELDS)
     checked.pop("schema")
+    counts = checked.get("label_counts")
+    if counts is not None and counts[1] > counts[0]:
+        raise _fail("out-of-range", f"label_counts has {counts[1]} positives of {counts[0]}")
     return GlobalModel(**checked)

@@ -339,6 +339,8 @@ class _Base:
 
     def _admit(self, update: ClientUpdate) -> Rejection | None:
         problem = validate_weights(update.weights, dim=self.dim, max_norm=self.max_norm)
+        if problem is None and update.control_delta is not None:
+            problem = validate_weights(update.control_delta, dim=self.dim, max_norm=self.max_norm)
         if problem is not None:
             return self._reject(update, problem.reason, problem.detail)
         if update.n_samples <= 0:
@@ -370,9 +372,17 @@ class BatchAggregator(_Base):
     minus the current ones; a late arrival's weights simply count in that mean.
     scaffold also keeps the server control variate ``control`` (``c``), moved by
     ``|S| / N`` times the participants' mean ``control_delta`` (``N``: nodes seen).
-    Optimizer moments and ``control`` live in memory: a new aggregator starts them
-    at zero from the ``initial`` weights. ``scaler`` (see :func:`server_step`) is for
-    weights on raw features, as the fleet's are.
+    Every admitted update's delta counts, also one whose weights a newer update from
+    the same node replaces before the round (the node adopts the variate of the last
+    update it published, used or not). A node that publishes several updates from one
+    base sends each relative to the variate it had at that base, so a second one from
+    the same ``base_version`` moves ``c`` only by what it adds to the delta already
+    counted. Optimizer moments live in memory: a new aggregator starts them
+    at zero from the ``initial`` weights. ``control`` and the nodes ``seen`` can be
+    given (the fleet's aggregator restores them from the latest global model: its
+    variate and its participants); the deltas already applied per base are not kept.
+    ``scaler`` (see :func:`server_step`) is for weights on raw features, as the
+    fleet's are.
     """
 
     def __init__(
@@ -388,6 +398,8 @@ class BatchAggregator(_Base):
         version: int = 0,
         optimizer: ServerOptimizer | None = None,
         scaler: ScalerSource | None = None,
+        control: np.ndarray | None = None,
+        seen: Sequence[str] = (),
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}")
@@ -400,8 +412,11 @@ class BatchAggregator(_Base):
         self.trim_ratio = trim_ratio
         self.optimizer = optimizer or server_optimizer(strategy)
         self.scaler = scaler
-        self.control = np.zeros(dim)  # SCAFFOLD's server control variate c
-        self.seen: set[str] = set()
+        # SCAFFOLD's server control variate c
+        self.control = np.zeros(dim) if control is None else np.asarray(control, dtype=np.float64)
+        self.seen: set[str] = set(seen)
+        self.applied: dict[str, tuple[int, np.ndarray]] = {}  # node: (base, delta in c)
+        self.control_moves: list[np.ndarray] = []  # deltas admitted since the last round
         self.pending: dict[str, ClientUpdate] = {}
 
     def submit(self, update: ClientUpdate) -> Rejection | None:
@@ -415,12 +430,21 @@ class BatchAggregator(_Base):
             )
         self.pending[update.node_id] = update
         self.seen.add(update.node_id)
+        if self.strategy == "scaffold" and update.control_delta is not None:
+            self._count_control(update)
         return None
 
-    def _move_control(self, used: Sequence[ClientUpdate]) -> None:
-        deltas = [u.control_delta for u in used if u.control_delta is not None]
-        if deltas:
-            self.control = self.control + np.sum(deltas, axis=0) / max(len(self.seen), 1)
+    def _count_control(self, u: ClientUpdate) -> None:
+        delta = np.asarray(u.control_delta, dtype=np.float64)
+        base, counted = self.applied.get(u.node_id, (-1, np.zeros(self.dim)))
+        self.control_moves.append(delta - counted if base == u.base_version else delta)
+        self.applied[u.node_id] = (u.base_version, delta)
+
+    def _move_control(self) -> None:
+        if self.control_moves:
+            moved = np.sum(self.control_moves, axis=0) / max(len(self.seen), 1)
+            self.control = self.control + moved
+            self.control_moves = []
 
     def _expire(self, now: float) -> None:
         for node_id, update in list(self.pending.items()):
@@ -451,7 +475,7 @@ class BatchAggregator(_Base):
             scaler = self.scaler() if self.scaler else None
             combined = server_step(self.optimizer, self.weights, combined, scaler)
         if self.strategy == "scaffold":
-            self._move_control(used)
+            self._move_control()
         self.weights = combined
         self.version += 1
         participants = [

@@ -17,9 +17,32 @@ Weights on the wire are for *raw* features (see :func:`fl_runtime.core.scaling.t
 training runs on features standardised with the federated scaler carried by the
 global model (local statistics until the first global model arrives).
 
+Strategies: the node does what the global model it trains from asks, whatever its
+own ``AGGREGATION_STRATEGY`` (set on the aggregator's host only), so one inventory
+setting on the aggregator runs the whole fleet. A model carrying ``fedprox_mu`` adds
+FedProx's proximal term with that mu (a model from an aggregator that predates the
+field, with strategy ``fedprox``, gets this node's own ``FEDPROX_MU``). A model with
+strategy ``scaffold`` adds SCAFFOLD's correction ``c - c_i``: ``c`` comes with the
+model (``control``), ``c_i`` is this node's variate. At each publish the node sends
+``c_i(new) - c_i`` with ``c_i(new)`` from :func:`~fl_runtime.core.strategy.scaffold_control`
+over the local steps since the base; ``c_i(new)`` becomes the node's variate when the
+next global model arrives, and only if an update was actually published. Every update
+from one base is relative to the same ``c_i``, so the aggregator counts only what a
+later one adds (see :class:`~fl_runtime.core.strategy.BatchAggregator`). A model
+of another strategy resets ``c_i`` to zero, as the server's ``c`` starts from zero
+when SCAFFOLD is switched on. The variates are not re-expressed when the federated
+scaler moves between versions (it moves little once the fleet has seen a few
+thousand readings). Before the first global model the node follows its own setting.
+``CLASS_WEIGHT = balanced`` weights by the label counts the global model pools over
+the fleet (``label_counts``), and by this node's own counts until a model carries them.
+
 Restart safety: Spark's checkpoint holds the Kafka offsets, and the trainer's own
-state (weights, base version, feature stats, held-out slice, last batch id) is
-saved atomically after every batch into ``CHECKPOINT_DIR/node-<id>/state.npz``.
+state (weights, base version, feature stats, held-out slice, last batch id, and what
+the strategy needs: the global model's strategy, mu, control variate and label
+counts, this node's variate, the staged new one and the local steps since the base)
+is saved atomically after every batch into ``CHECKPOINT_DIR/node-<id>/state.npz``.
+A state file from before the strategies loads with their neutral values (no variate,
+no pooled counts; the next global model brings the rest).
 A replayed batch (same batch id after a crash) is skipped, so a restart neither
 re-trains on old data nor skips new data. On start the node also reads the
 latest global model from Kafka, so a recovering node rejoins at once.
@@ -39,12 +62,13 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from prometheus_client import Counter, Gauge
 
 from fl_runtime.config import Config
-from fl_runtime.core.features import N_FEATURES
+from fl_runtime.core.features import N_FEATURES, WEIGHT_DIM
 from fl_runtime.core.messages import (
     READING_SCHEMAS,
     EvalCounts,
@@ -57,11 +81,13 @@ from fl_runtime.core.model import (
     Confusion,
     balanced_class_weight,
     init_weights,
+    local_steps,
     log_loss,
     predict_proba,
     sgd,
 )
 from fl_runtime.core.scaling import FeatureStats, Scaler, from_raw, to_raw
+from fl_runtime.core.strategy import scaffold_control
 from fl_runtime.core.threshold import score_histogram
 from fl_runtime.errors import ValidationError
 
@@ -154,6 +180,15 @@ class FogTrainer:
         self.last_batch_id = -1
         self.last_publish = time.monotonic()
         self.pending_global: GlobalModel | None = None
+        # what the global model asks of local training (None: no global model yet)
+        self.global_strategy: str | None = None
+        self.global_mu: float | None = None
+        self.label_counts: tuple[int, int] | None = None  # pooled [n, positives]
+        # SCAFFOLD, in the standardised space of the global scaler
+        self.server_control = np.zeros(WEIGHT_DIM)  # c, from the global model
+        self.control = np.zeros(WEIGHT_DIM)  # c_i, this node's variate since the base
+        self.control_next: np.ndarray | None = None  # c_i(new) of the last published update
+        self.steps_since_base = 0
         self._load_state()
 
     # ----------------------------------------------------------------- global models
@@ -173,16 +208,45 @@ class FogTrainer:
         self.global_raw = model.weights_array()
         if model.scaler_mean is not None and model.scaler_std is not None:
             self.global_scaler = Scaler(np.array(model.scaler_mean), np.array(model.scaler_std))
+        self._follow(model)
         self.base_version = model.version
         self._restart_from_global()
         BASE_VERSION.set(model.version)
         log.info("restarting local training from global version %d", model.version)
+
+    def _follow(self, model: GlobalModel) -> None:
+        """Take what local training needs from a new global model; adopt the variate
+        of the last update published from the previous base."""
+        if model.strategy != self.global_strategy:
+            log.info("following strategy %s from global version %d", model.strategy, model.version)
+        self.global_strategy = model.strategy
+        self.global_mu = model.fedprox_mu
+        if model.label_counts is not None:  # else keep the last pooled counts
+            self.label_counts = (model.label_counts[0], model.label_counts[1])
+        self.server_control = (
+            np.array(model.control) if model.control is not None else np.zeros(WEIGHT_DIM)
+        )
+        if model.strategy != "scaffold":  # the server's c restarts at zero with scaffold
+            self.control, self.control_next = np.zeros(WEIGHT_DIM), None
+        elif self.control_next is not None:
+            self.control, self.control_next = self.control_next, None
+
+    def strategy(self) -> str:
+        """The strategy local training follows: the global model's, else this node's."""
+        return self.global_strategy or self.cfg.aggregation.strategy
+
+    def prox_mu(self) -> float:
+        """FedProx's mu: the global model's, else this node's FEDPROX_MU under fedprox."""
+        if self.global_mu is not None:
+            return self.global_mu
+        return self.cfg.training.fedprox_mu if self.strategy() == "fedprox" else 0.0
 
     def _restart_from_global(self) -> None:
         self.scaler = self.global_scaler or self._local_scaler()
         self.weights_std = from_raw(self.global_raw, self.scaler)
         self.n_since_base = 0
         self.loss_since_base = []
+        self.steps_since_base = 0
 
     def _local_scaler(self) -> Scaler:
         return Scaler.from_stats(self.stats) if self.stats.n > 1 else Scaler.identity()
@@ -247,7 +311,9 @@ class FogTrainer:
             self.scaler = self._local_scaler()
             self.weights_std = from_raw(raw, self.scaler)
         xs = self.scaler.transform(x)
-        fedprox = self.cfg.aggregation.strategy == "fedprox"
+        mu = self.prox_mu()
+        scaffold = self.strategy() == "scaffold"
+        training = self.cfg.training
         self.weights_std = sgd(
             self.weights_std,
             xs,
@@ -259,19 +325,23 @@ class FogTrainer:
             rng=self.rng,
             class_weight=self._class_weight(y),
             # FedProx: pull toward the global model this node started from
-            prox_mu=self.cfg.training.fedprox_mu if fedprox else 0.0,
-            anchor=from_raw(self.global_raw, self.scaler) if fedprox else None,
+            prox_mu=mu,
+            anchor=from_raw(self.global_raw, self.scaler) if mu > 0 else None,
+            # SCAFFOLD: the drift correction c - c_i
+            correction=self.server_control - self.control if scaffold else None,
         )
         self.loss_since_base.append(log_loss(self.weights_std, xs, y))
         self.n_since_base += len(y)
+        self.steps_since_base += local_steps(len(y), training.batch_size, training.local_epochs)
 
     def _class_weight(self, y: np.ndarray) -> tuple[float, float] | None:
-        """CLASS_WEIGHT = balanced: weights from this node's label counts (its held-out
-        slice, a fixed random share of its readings, and this batch). The global model
-        carries no pooled label counts yet, so the fleet cannot weight by federated
-        counts as ``fl simulate`` does."""
+        """CLASS_WEIGHT = balanced: weights from the label counts the global model pools
+        over the fleet's held-out slices; until a model carries them, from this node's
+        own (its held-out slice, a fixed random share of its readings, and this batch)."""
         if self.cfg.training.class_weight == "none":
             return None
+        if self.label_counts is not None and self.label_counts[0] > 0:
+            return balanced_class_weight(*self.label_counts)
         n = len(self.hold_y) + len(y)
         return balanced_class_weight(n, sum(self.hold_y) + int(y.sum()))
 
@@ -289,6 +359,8 @@ class FogTrainer:
                 return None
             update = self.make_update()
             self.publish(update)
+            if update.control_delta is not None:  # published: stage c_i(new)
+                self.control_next = self.control + np.array(update.control_delta)
             self.last_publish = time.monotonic()
             UPDATES.inc()
             return update
@@ -308,7 +380,23 @@ class FogTrainer:
             )
             if self.stats.n
             else None,
+            control_delta=self._control_delta(),
         )
+
+    def _control_delta(self) -> list[float] | None:
+        """SCAFFOLD: ``c_i(new) - c_i`` over the local steps since the base, or None."""
+        if self.strategy() != "scaffold" or self.steps_since_base == 0:
+            return None
+        new = scaffold_control(
+            self.control,
+            self.server_control,
+            from_raw(self.global_raw, self.scaler),
+            self.weights_std,
+            steps=self.steps_since_base,
+            learning_rate=self.cfg.training.learning_rate,
+        )
+        delta: list[float] = (new - self.control).tolist()
+        return delta
 
     def _evaluate_base(self) -> EvalCounts | None:
         """Counts of the global model this node started from, on its held-out slice,
@@ -345,6 +433,7 @@ class FogTrainer:
                 hold_x=hold_x,
                 hold_y=np.asarray(self.hold_y, dtype=np.int8),
                 has_global_scaler=self.global_scaler is not None,
+                **self._strategy_state(),
             )
             fh.flush()
             os.fsync(fh.fileno())
@@ -366,9 +455,37 @@ class FogTrainer:
             for row, label in zip(s["hold_x"], s["hold_y"], strict=True):
                 self.hold_x.append(row)
                 self.hold_y.append(int(label))
+            if "control" in s.files:  # saved since the strategies came to the fleet
+                self._load_strategy_state(s)
         log.info(
             "restored state: base version %d, last batch %d, %d samples seen",
             self.base_version,
             self.last_batch_id,
             self.stats.n,
         )
+
+    def _strategy_state(self) -> dict[str, Any]:
+        """What the strategies keep across a restart, as arrays (None: NaN or -1)."""
+        return {
+            "global_strategy": np.array(self.global_strategy or ""),
+            "global_mu": np.array(np.nan if self.global_mu is None else self.global_mu),
+            "label_counts": np.array(self.label_counts or (-1, -1)),
+            "server_control": self.server_control,
+            "control": self.control,
+            "control_next": np.full(WEIGHT_DIM, np.nan)
+            if self.control_next is None
+            else self.control_next,
+            "steps_since_base": np.array(self.steps_since_base),
+        }
+
+    def _load_strategy_state(self, s: np.lib.npyio.NpzFile) -> None:
+        self.global_strategy = str(s["global_strategy"]) or None
+        mu = float(s["global_mu"])
+        self.global_mu = None if np.isnan(mu) else mu
+        n, positives = (int(v) for v in s["label_counts"])
+        self.label_counts = None if n < 0 else (n, positives)
+        self.server_control = s["server_control"]
+        self.control = s["control"]
+        staged = s["control_next"]
+        self.control_next = None if np.isnan(staged).any() else staged
+        self.steps_since_base = int(s["steps_since_base"])

@@ -87,6 +87,7 @@ class Aggregator:
         weights: list[float],
         n: int = 100,
         hists: tuple[list[int], list[int]] | None = None,
+        control_delta: list[float] | None = None,
     ) -> None:
         pos, neg = hists if hists is not None else (None, None)
         update = WeightUpdate(
@@ -99,6 +100,7 @@ class Aggregator:
             0.5,
             EvalCounts(base, 5, 1, 90, 4, 20.0, 100, pos, neg),
             FeatureStatsMsg(n, [2.0, 2.0, 1.6, 60.0, 6.0], [25.0] * 5),
+            control_delta=control_delta,
         )
         self.producer.produce(
             self.cfg.kafka.weights_topic, key=node.encode(), value=encode_update(update)
@@ -195,3 +197,25 @@ def test_threshold_learned_from_pooled_histograms_carried_and_resumed(make_aggre
     assert second.threshold_f1 is None
     model = load_latest_global(agg.cfg)
     assert model is not None and model.version == 2 and model.threshold == 0.61
+
+
+def test_scaffold_variate_published_and_resumed_with_label_counts(make_aggregator) -> None:  # type: ignore[no-untyped-def]
+    agg = make_aggregator("batch", MIN_NODES_FOR_AGGREGATION="2", AGGREGATION_STRATEGY="scaffold")
+    agg.start()
+    agg.send("1", 0, [1.0] * 6, control_delta=[0.2] * 6)
+    agg.send("2", 0, [1.0] * 6, control_delta=[-0.1] * 6)
+    agg.rounds(1)
+    model = load_latest_global(agg.cfg)
+    assert model is not None and model.strategy == "scaffold"
+    assert model.control == pytest.approx([0.05] * 6)  # (0.2 - 0.1) / 2 nodes
+    assert model.label_counts == [200, 18]  # held-out tp + fn = 9 of 100, per node
+    assert model.fedprox_mu is None
+    # A crash and a restart: c and the two nodes seen come back with the model.
+    agg.stop(kill=True)
+    agg.start()
+    agg.send("1", 1, [1.0] * 6, control_delta=[0.4] * 6)
+    agg.send("2", 1, [1.0] * 6, control_delta=[0.0] * 6)
+    agg.rounds(2)
+    model = load_latest_global(agg.cfg)
+    assert model is not None and model.version == 2
+    assert model.control == pytest.approx([0.25] * 6)  # 0.05 + 0.4 / 2

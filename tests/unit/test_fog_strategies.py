@@ -18,8 +18,11 @@ def readings(n: int = 600, seed: int = 0) -> list[bytes]:
     return [encode_reading(r) for r in sim.readings(n, 1.8e9, 100.0)]
 
 
-def trained(tmp_path: Path, **env: str) -> np.ndarray:
-    """Weights (standardised) after one batch from a fixed global model, same seed."""
+def trained(
+    tmp_path: Path, strategy: str = "fedavg", mu: float | None = None, **env: str
+) -> np.ndarray:
+    """Weights (standardised) after one batch from a fixed global model, same seed;
+    the model runs ``strategy`` with ``mu``, the node's own settings come from ``env``."""
     cfg = load_config(env={"FL_CONFIG": "/dev/null", "FL_CHECKPOINT_DIR": str(tmp_path), **env})
     trainer = FogTrainer(cfg, "1", lambda u: None)
     trainer.rng = np.random.default_rng(0)
@@ -31,11 +34,12 @@ def trained(tmp_path: Path, **env: str) -> np.ndarray:
             1,
             raw.tolist(),
             time.time(),
-            "fedavg",
+            strategy,
             ["1"],
             100,
             scaler.mean.tolist(),
             scaler.std.tolist(),
+            fedprox_mu=mu,
         )
     )
     trainer.process_batch(readings(), 0)
@@ -43,13 +47,20 @@ def trained(tmp_path: Path, **env: str) -> np.ndarray:
 
 
 def test_fedprox_keeps_local_training_near_the_global_model(tmp_path: Path) -> None:
-    # Prepare / Execute: the same batch from the same global model, with and without FedProx
+    # Prepare / Execute: the same batch from the same global model, with and without
+    # FedProx; the node's own AGGREGATION_STRATEGY stays fedavg: the model decides
     plain = trained(tmp_path / "a", FL_LOCAL_EPOCHS="5")
-    prox = trained(
-        tmp_path / "b", FL_LOCAL_EPOCHS="5", FL_AGGREGATION_STRATEGY="fedprox", FL_FEDPROX_MU="2"
+    prox = trained(tmp_path / "b", "fedprox", 2.0, FL_LOCAL_EPOCHS="5")
+    # an aggregator that predates fedprox_mu: the node's own FEDPROX_MU
+    own_mu = trained(tmp_path / "c", "fedprox", None, FL_LOCAL_EPOCHS="5", FL_FEDPROX_MU="2")
+    # a node configured for fedprox under a fedavg global model trains plainly
+    ignored = trained(
+        tmp_path / "d", FL_LOCAL_EPOCHS="5", FL_AGGREGATION_STRATEGY="fedprox", FL_FEDPROX_MU="2"
     )
     # Assert: the proximal term shortens the move away from the global weights
     assert np.linalg.norm(prox) < 0.8 * np.linalg.norm(plain)
+    np.testing.assert_allclose(own_mu, prox)
+    np.testing.assert_allclose(ignored, plain)
 
 
 def test_balanced_class_weight_raises_the_bias_on_rare_anomalies(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """FogTrainer logic without Spark or Kafka: the transport is swapped for a list."""
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from fl_runtime.core.messages import (
 )
 from fl_runtime.core.model import Confusion
 from fl_runtime.core.scaling import FeatureStats, Scaler, merge_all, to_raw
-from fl_runtime.core.strategy import fedavg
+from fl_runtime.core.strategy import BatchAggregator, ClientUpdate, fedavg
 from fl_runtime.core.threshold import learn_threshold
 from fl_runtime.edge.machines import NodeSimulator
 from fl_runtime.fog.trainer import UNLABELLED, FogTrainer, Rejected, parse_rows
@@ -168,8 +169,120 @@ def test_state_saved_before_histograms_still_loads(cfg: Config, tmp_path: Path) 
     np.savez(tmp_path / "state.npz", **old)
     trainer = FogTrainer(cfg, "1", lambda u: None, tmp_path)
     assert trainer.base_version == 4 and list(trainer.hold_y) == [0, 1, 0]
+    assert trainer.global_strategy is None and trainer.label_counts is None
+    assert not trainer.control.any() and trainer.control_next is None
     ev = trainer.make_update().evaluation
     assert ev is not None and ev.score_hist_pos is not None and sum(ev.score_hist_pos) == 1
+
+
+SCALER = Scaler(np.array([2.0, 2.0, 1.6, 60.0, 6.0]), np.array([0.5, 0.5, 0.4, 3.0, 0.3]))
+
+
+def scaffold_model(version: int, control: list[float] | None) -> GlobalModel:
+    return GlobalModel(
+        version,
+        version,
+        to_raw(np.array([0.1, 0.1, 0.1, 0.2, -0.2, -1.0]), SCALER).tolist(),
+        time.time(),
+        "scaffold",
+        ["1"],
+        100,
+        SCALER.mean.tolist(),
+        SCALER.std.tolist(),
+        control=control,
+    )
+
+
+def test_scaffold_node_corrects_by_the_global_variate_and_stages_its_own(
+    cfg: Config, tmp_path: Path
+) -> None:
+    # Prepare: a global model that asks for SCAFFOLD (the node's own strategy: fedavg)
+    c = [0.05, -0.05, 0.02, 0.1, -0.1, 0.2]
+    runs = {}
+    for name, control in (("plain", None), ("corrected", c)):
+        trainer = FogTrainer(cfg, "1", lambda u: None, tmp_path / name)
+        trainer.rng = np.random.default_rng(0)
+        trainer.offer_global(scaffold_model(1, control))
+        trainer.process_batch(batch(), 0)
+        runs[name] = trainer
+    trainer = runs["corrected"]
+    # Assert: the correction c - c_i (c_i = 0) moved the weights, and the node counted
+    # the SGD steps it took since the base
+    assert trainer.strategy() == "scaffold"
+    assert not np.allclose(trainer.weights_std, runs["plain"].weights_std)
+    trained = trainer.n_since_base
+    assert trainer.steps_since_base == -(-trained // cfg.training.batch_size)
+    # Execute: a publish that fails, then one that goes out
+    failing = FogTrainer(cfg, "1", lambda u: None, tmp_path / "corrected")
+
+    def broken(update: WeightUpdate) -> None:
+        raise RuntimeError("kafka down")
+
+    failing.publish = broken
+    with pytest.raises(RuntimeError):
+        failing.maybe_publish(force=True)
+    assert failing.control_next is None  # not published: nothing staged
+    update = trainer.maybe_publish(force=True)
+    # Assert: the delta is SCAFFOLD's c_i(new) - c_i, the mean corrected gradient minus c
+    assert update is not None and update.control_delta is not None
+    start = np.array([0.1, 0.1, 0.1, 0.2, -0.2, -1.0])
+    lr = cfg.training.learning_rate
+    expected = (start - trainer.weights_std) / (trainer.steps_since_base * lr) - np.array(c)
+    np.testing.assert_allclose(update.control_delta, expected, atol=1e-9)
+    assert decode_update(encode_update(update)) == update
+    # ... staged, and adopted only when the next global model arrives
+    assert not trainer.control.any() and trainer.control_next is not None
+    trainer.offer_global(scaffold_model(2, c))
+    trainer.process_batch(batch(seed=1), 1)
+    np.testing.assert_allclose(trainer.control, expected)
+    assert trainer.control_next is None
+    # ... and dropped under a model of another strategy (the server's c restarts at 0)
+    trainer.offer_global(replace(scaffold_model(3, None), strategy="fedavgm"))
+    trainer.process_batch(batch(seed=2), 2)
+    assert not trainer.control.any() and trainer.maybe_publish(force=True) is not None
+    assert trainer.make_update().control_delta is None
+
+
+def test_scaffold_variates_survive_a_restart(cfg: Config, tmp_path: Path) -> None:
+    # Prepare: a node that published under SCAFFOLD, then stopped
+    c = [0.05, -0.05, 0.02, 0.1, -0.1, 0.2]
+    first = FogTrainer(cfg, "1", lambda u: None, tmp_path)
+    first.offer_global(scaffold_model(1, c))
+    first.process_batch(batch(), 0)
+    update = first.maybe_publish(force=True)
+    assert update is not None and update.control_delta is not None
+    first.process_batch(batch(seed=1), 1)  # saves the state with the staged variate
+    # Execute
+    restarted = FogTrainer(cfg, "1", lambda u: None, tmp_path)
+    # Assert: strategy, c, c_i, the staged c_i(new) and the step count are back
+    assert restarted.strategy() == "scaffold" and restarted.base_version == 1
+    np.testing.assert_allclose(restarted.server_control, c)
+    assert restarted.steps_since_base == first.steps_since_base > 0
+    assert restarted.control_next is not None
+    np.testing.assert_allclose(restarted.control_next, update.control_delta)
+    restarted.offer_global(scaffold_model(2, c))
+    restarted.process_batch(batch(seed=2), 2)
+    np.testing.assert_allclose(restarted.control, update.control_delta)
+
+
+def test_balanced_class_weights_come_from_the_pooled_label_counts(tmp_path: Path) -> None:
+    # Prepare
+    cfg = load_config(
+        env={"FL_CONFIG": "/dev/null", "FL_CLASS_WEIGHT": "balanced", "FL_CHECKPOINT_DIR": "/x"}
+    )
+    trainer = FogTrainer(cfg, "1", lambda u: None, tmp_path)
+    y = np.array([0, 0, 0, 1], dtype=np.int8)
+    # Assert: own counts before a global model carries pooled ones
+    assert trainer._class_weight(y) == (4 / 6, 4 / 2)
+    # Execute: a model with the fleet's counts, then one without (an older aggregator)
+    trainer.offer_global(replace(scaffold_model(1, None), label_counts=[1000, 100]))
+    trainer.process_batch(batch(n=10), 0)
+    trainer.offer_global(replace(scaffold_model(2, None), label_counts=None))
+    trainer.process_batch(batch(n=10, seed=1), 1)
+    # Assert: the pooled counts, kept across a model without them and a restart
+    assert trainer._class_weight(y) == (1000 / 1800, 1000 / 200)
+    restarted = FogTrainer(cfg, "1", lambda u: None, tmp_path)
+    assert restarted.label_counts == (1000, 100)
 
 
 def test_restarted_node_never_publishes_from_its_old_base(cfg: Config, tmp_path: Path) -> None:
@@ -234,3 +347,74 @@ def test_trainers_learn_with_most_readings_unlabelled_and_the_threshold_helps(
     at_half = Confusion.of(model.weights_array(), x, y).f1
     at_learned = Confusion.of(model.weights_array(), x, y, threshold=learned.threshold).f1
     assert at_half > 0.7 and at_learned >= at_half - 0.01
+
+
+def client(u: WeightUpdate, timestamp: float) -> ClientUpdate:
+    delta = None if u.control_delta is None else np.array(u.control_delta)
+    return ClientUpdate(
+        u.node_id, u.weights_array(), u.n_samples, u.base_version, timestamp, u.update_id,
+        control_delta=delta,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("strategy", ["scaffold", "fedavgm"])
+def test_streaming_fleet_follows_the_aggregators_strategy_with_late_updates(
+    cfg: Config, strategy: str
+) -> None:
+    # Prepare: two nodes on the lab's cadence (two publishes per round, 80 % of the
+    # readings unlabelled); their own AGGREGATION_STRATEGY stays the default, fedavg
+    nodes = ["1", "2"]
+    sims = {n: NodeSimulator(n, seed=3, run_id="stream", unlabelled_share=0.8) for n in nodes}
+    trainers = {n: FogTrainer(cfg, n, lambda u: None) for n in nodes}
+    stats: dict[str, FeatureStats] = {}
+
+    def scaler() -> Scaler | None:
+        merged = merge_all(stats.values())
+        return Scaler.from_stats(merged) if merged.n > 1 else None
+
+    agg = BatchAggregator(dim=6, strategy=strategy, scaler=scaler, max_age_s=1e9)
+    ts, batch_id, model = 1.8e9, 0, None
+    # Execute: 30 rounds; in every third one node 1 publishes once more from the old
+    # base after the round closed (a late update, replaced before the next round)
+    for version in range(1, 31):
+        for n in nodes:
+            for _ in range(2):
+                readings = sims[n].readings(200, ts, 40)
+                trainers[n].process_batch([encode_reading(r) for r in readings], batch_id)
+                batch_id, ts = batch_id + 1, ts + 5
+                u = trainers[n].maybe_publish(force=True)
+                assert u is not None and u.feature_stats is not None
+                fs = u.feature_stats
+                stats[n] = FeatureStats(fs.n, np.array(fs.mean), np.array(fs.m2))
+                agg.submit(client(u, ts))
+        out = agg.aggregate(ts)
+        assert out is not None
+        sc = scaler()
+        assert sc is not None
+        model = GlobalModel(
+            out.version, out.version, out.weights.tolist(), time.time(), strategy, nodes, 0,
+            sc.mean.tolist(), sc.std.tolist(),
+            control=agg.control.tolist() if strategy == "scaffold" else None,
+        )  # fmt: skip
+        if version % 3 == 0 and version < 30:
+            readings = sims["1"].readings(100, ts, 40)
+            trainers["1"].process_batch([encode_reading(r) for r in readings], batch_id)
+            batch_id += 1
+            late = trainers["1"].maybe_publish(force=True)
+            assert late is not None and late.base_version == version - 1
+            agg.submit(client(late, ts + 1))
+        for t in trainers.values():
+            t.offer_global(model)
+            t.process_batch([], batch_id)  # the model is applied at the next batch
+        batch_id += 1
+    # Assert: the nodes trained as the model asked, a useful model came out, and under
+    # SCAFFOLD the server's c is the mean of the nodes' variates (nothing lost or
+    # counted twice across repeated and late updates)
+    assert model is not None and all(t.strategy() == strategy for t in trainers.values())
+    fresh = [r for n in nodes for r in NodeSimulator(n, seed=8).readings(2000, 0, 20)]
+    x = np.array([r.features() for r in fresh])
+    y = np.array([r.anomaly for r in fresh], dtype=np.int8)
+    assert Confusion.of(model.weights_array(), x, y).f1 > 0.85
+    mean_control = np.mean([t.control for t in trainers.values()], axis=0)
+    np.testing.assert_allclose(agg.control, mean_control, atol=1e-9)
+    assert agg.control.any() == (strategy == "scaffold")

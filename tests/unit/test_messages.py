@@ -58,6 +58,51 @@ def test_round_trips() -> None:
     assert decode_update(encode_update(bare)) == bare
 
 
+def test_strategy_fields_round_trip_and_are_left_out_while_unset() -> None:
+    # Prepare: a SCAFFOLD update and a global model with every optional strategy field
+    update = replace(UPDATE, control_delta=[0.01, -0.02, 0.0, 0.5, -1.0, 2.0])
+    model = replace(
+        GLOBAL,
+        fedprox_mu=0.1,
+        control=[0.1, 0.0, -0.1, 0.2, 0.0, 0.3],
+        label_counts=[1000, 50],
+    )
+    # Execute / Assert: they round-trip ...
+    assert decode_update(encode_update(update)) == update
+    assert decode_global(encode_global(model)) == model
+    # ... and a message without them has no such keys, so older hosts still read it
+    assert "control_delta" not in json.loads(encode_update(UPDATE))
+    plain = json.loads(encode_global(GLOBAL))
+    assert not {"fedprox_mu", "control", "label_counts"} & plain.keys()
+
+
+def test_messages_written_before_the_strategy_fields_still_decode() -> None:
+    # v2 as an older host writes it: no optional strategy fields; v1 without threshold
+    old_global = {k: v for k, v in GLOBAL.to_dict().items() if k != "threshold"}
+    decoded = decode_global(mutate(old_global, schema="fedge.global_model.v1"))
+    assert decoded.control is None and decoded.fedprox_mu is None
+    assert decoded.label_counts is None
+    old_update = mutate(UPDATE.to_dict(), schema="fedge.weight_update.v1")
+    assert decode_update(old_update).control_delta is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"control": [0.0] * 5}, "wrong-dimension"),
+        ({"control": [0.0, 0.0, 0.0, 0.0, 0.0, "x"]}, "wrong-type"),
+        ({"fedprox_mu": -0.1}, "out-of-range"),
+        ({"label_counts": [10, 11]}, "out-of-range"),
+        ({"label_counts": [10]}, "wrong-dimension"),
+        ({"label_counts": [10.5, 1]}, "wrong-type"),
+    ],
+)
+def test_bad_strategy_fields_on_a_global_model(changes: dict[str, Any], reason: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        decode_global(mutate(GLOBAL.to_dict(), **changes))
+    assert err.value.reason == reason
+
+
 def mutate(doc: dict[str, Any], **changes: Any) -> bytes:
     out = dict(doc)
     for key, value in changes.items():
@@ -125,6 +170,8 @@ def test_inf_inside_a_field_is_not_finite() -> None:
         ({"feature_stats": {"n": 1, "mean": [0] * 5, "m2": [-1] * 5}}, "out-of-range"),
         ({"update_id": ...}, "missing-field"),
         ({"gradient": [1]}, "extra-field"),
+        ({"control_delta": [0.1] * 5}, "wrong-dimension"),
+        ({"control_delta": [0.1, 0.2, 0.3, 0.4, 0.5, True]}, "wrong-type"),
     ],
 )
 def test_bad_updates(changes: dict[str, Any], reason: str) -> None:

@@ -239,6 +239,33 @@ def test_scaffold_server_control_moves_by_participants_over_nodes_seen() -> None
     assert np.allclose(agg.control, [1.0, 2.0])  # (1/N) * sum of deltas, N = 4
 
 
+def test_scaffold_control_counts_each_admitted_delta_once_per_base() -> None:
+    # Prepare: a restored variate and the nodes seen, as the service gives them
+    agg = BatchAggregator(dim=2, strategy="scaffold", control=np.array([1.0, 1.0]), seen=["1", "2"])
+    agg.submit(ClientUpdate("1", np.ones(2), 10, 0, 100.0, control_delta=np.array([2.0, 0.0])))
+    assert agg.aggregate(100.0) is not None
+    assert np.allclose(agg.control, [2.0, 1.0])  # + [2, 0] / 2
+    # Execute: a later update from the same base (a late arrival), then one from a new base
+    agg.submit(ClientUpdate("1", np.ones(2), 10, 0, 101.0, control_delta=np.array([4.0, 0.0])))
+    assert agg.aggregate(101.0) is not None
+    # Assert: only [4, 0] - [2, 0] counts
+    assert np.allclose(agg.control, [3.0, 1.0])
+    # Execute: a late one from the old base, replaced by one from the new base
+    agg.submit(ClientUpdate("1", np.ones(2), 10, 0, 102.0, control_delta=np.array([6.0, 0.0])))
+    agg.submit(ClientUpdate("1", np.ones(2), 10, 2, 103.0, control_delta=np.array([0.0, 2.0])))
+    assert agg.aggregate(103.0) is not None
+    # Assert: both count (the node adopted the late one's variate): + ([2, 0] + [0, 2]) / 2
+    assert np.allclose(agg.control, [4.0, 2.0])
+
+
+def test_absurd_control_delta_is_rejected() -> None:
+    agg = BatchAggregator(dim=2, strategy="scaffold", max_norm=10.0)
+    rejection = agg.submit(
+        ClientUpdate("1", np.ones(2), 10, 0, 100.0, control_delta=np.array([1e6, 0.0]))
+    )
+    assert rejection is not None and rejection.reason == "absurd-norm"
+
+
 def test_scaffold_control_is_the_mean_corrected_gradient() -> None:
     # x - y = K * lr * g for a constant gradient g: the new control is g - c + c_i + ...
     g = np.array([0.2, -0.4])
