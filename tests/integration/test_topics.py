@@ -30,6 +30,7 @@ def isolated_config(bootstrap: str = "127.0.0.1:9") -> Config:
         WEIGHTS_TOPIC=f"t{tag}-weights",
         GLOBAL_MODEL_TOPIC=f"t{tag}-global",
         DEAD_LETTER_TOPIC=f"t{tag}-dead",
+        ANOMALIES_TOPIC=f"t{tag}-anomalies",
     )
 
 
@@ -55,8 +56,10 @@ def test_desired_topics_follow_the_config() -> None:
         cfg.kafka.weights_topic,
         cfg.kafka.global_model_topic,
         cfg.kafka.dead_letter_topic,
+        cfg.kafka.anomalies_topic,
     ]
     assert specs[cfg.kafka.sensor_topic("2")].partitions == 4
+    assert specs[cfg.kafka.anomalies_topic].partitions == 4
     assert specs[cfg.kafka.sensor_topic("2")].config["retention.ms"] == str(2 * 3_600_000)
     assert specs[cfg.kafka.global_model_topic].config == {"cleanup.policy": "compact"}
     with pytest.raises(ConfigError, match="node id"):
@@ -75,7 +78,7 @@ def test_ensure_creates_then_finds_everything(kafka: KafkaBroker) -> None:
     first = ensure_topics(cfg, ["1", "2"])
     second = ensure_topics(cfg, ["1", "2"])
 
-    assert set(first.values()) == {"created"} and len(first) == 5
+    assert set(first.values()) == {"created"} and len(first) == 6
     assert second == dict.fromkeys(first, "exists")
     assert partitions(kafka, cfg.kafka.sensor_topic("1")) == cfg.kafka.partitions
     assert topic_config(kafka, cfg.kafka.global_model_topic)["cleanup.policy"] == "compact"
