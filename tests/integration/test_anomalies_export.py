@@ -31,7 +31,8 @@ def test_export_reads_the_topic_to_its_end(kafka: KafkaBroker, tmp_path: Path) -
     admin = kafka.admin()
     admin.create_topics([NewTopic(topic, 3, 1)])[topic].result(30)
     records = synthetic_anomaly_records(nodes=3, intervals=20, seed=2)
-    producer = Producer({"bootstrap.servers": kafka.bootstrap})
+    # idempotent: a retried batch must not overtake a later one (order per key is checked)
+    producer = Producer({"bootstrap.servers": kafka.bootstrap, "enable.idempotence": True})
     for record in records:
         producer.produce(topic, encode_anomaly_record(record), key=record.device_id.encode())
     producer.produce(topic, b"{truncated", key=b"node1-dev1")

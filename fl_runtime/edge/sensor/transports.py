@@ -18,6 +18,8 @@ TRANSPORTS = ("mqtt", "kafka")
 # Called with (device id, payload) for a message on a device's control topic.
 ControlHandler = Callable[[str, bytes], None]
 
+_FIRST_CONNECT_WAIT = 10.0  # seconds the MQTT transport waits for its first CONNACK
+
 
 class Transport(Protocol):
     """Where readings go. Outcomes are reported to the :class:`Tracker`."""
@@ -69,9 +71,15 @@ class MqttTransport:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        self._connected = threading.Event()
+        self._client = client
         client.connect_async(cfg.mqtt.host, cfg.mqtt.port, keepalive=30)
         client.loop_start()
-        self._client = client
+        # Readings published before the first CONNACK are queued by paho and flushed on
+        # connect, racing the ones published meanwhile: per-device order could break.
+        # So wait (bounded) for the first connection; an absent broker is then handled
+        # like any outage (paho queues, the tracker bounds what is pending).
+        self._connected.wait(_FIRST_CONNECT_WAIT)
 
     def send(self, reading: SensorReading, payload: bytes) -> None:
         from paho.mqtt.enums import MQTTErrorCode
@@ -103,6 +111,8 @@ class MqttTransport:
             self._tracker.confirm(message_id)
 
     def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if not reason.is_failure:
+            self._connected.set()
         level = logging.ERROR if reason.is_failure else logging.INFO
         event(self._log, "mqtt connect", level, reason=str(reason))
         if not reason.is_failure and self._control_topics:
