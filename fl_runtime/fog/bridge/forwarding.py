@@ -57,6 +57,16 @@ class Incoming:
     dup: bool = False
 
 
+def incoming(message: Any) -> Incoming:
+    """A paho message as an :class:`Incoming`; a topic that is not UTF-8 is kept as its
+    repr, so the message is still handled (and rejected with a reason)."""
+    try:
+        topic = message.topic
+    except UnicodeDecodeError:
+        topic = repr(message._topic)
+    return Incoming(message.mid, message.qos, topic, message.payload, bool(message.dup))
+
+
 @dataclass(frozen=True)
 class _Pending:
     generation: int

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fl_runtime.config import Config
-from fl_runtime.fog.bridge.forwarding import BridgeCore, Incoming
+from fl_runtime.fog.bridge.forwarding import BridgeCore, incoming
 from fl_runtime.fog.bridge.routes import Route
 from fl_runtime.service.common import event
 
@@ -73,13 +73,7 @@ def wire(
 
     def on_message(_c: Any, _u: Any, message: Any) -> None:
         try:
-            topic = message.topic
-        except UnicodeDecodeError:
-            topic = repr(message._topic)
-        try:
-            core.handle(
-                Incoming(message.mid, message.qos, topic, message.payload, bool(message.dup))
-            )
+            core.handle(incoming(message))
         except Exception as exc:  # a bug: stop the bridge, never paho's thread alone
             log.exception("message handling failed")
             core.fail(f"message handling failed: {exc!r}")

@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-from fl_runtime.fog.bridge.forwarding import Incoming
+from fl_runtime.fog.bridge.forwarding import incoming
 from fl_runtime.fog.detect.core import DetectorCore
 from fl_runtime.fog.detect.metrics import DetectMetrics
 from fl_runtime.service.common import event
@@ -72,11 +72,7 @@ def wire(
         event(log, "mqtt disconnected", logging.WARNING, reason=str(reason))
 
     def on_message(c: Any, _u: Any, message: Any) -> None:
-        try:
-            topic = message.topic
-        except UnicodeDecodeError:
-            topic = repr(message._topic)
-        msg = Incoming(message.mid, message.qos, topic, message.payload, bool(message.dup))
+        msg = incoming(message)
         try:
             ack = core.handle(msg)
         except Exception as exc:  # never let one message kill the network thread
